@@ -1,0 +1,3 @@
+"""rlcode: readable, verified and fast reinforcement learning, from a Q-table to PPO for language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""Returns and advantages along time, as pure functions of ``[batch, time]`` tensors.
+
+Bootstrapping is the caller's decision, made explicit: ``next_values[:, t]`` is V(s_{t+1}) — zero
+after a true terminal state, V(final observation) after a time-limit truncation — and
+``continues[:, t]`` is 0 where an episode ended at step t (terminated *or* truncated), so the
+recursions never run across an episode boundary.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    continues: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, eq. 16); returns (advantages, returns)."""
+    deltas = rewards + gamma * next_values - values  # [B, T]
+    advantages = torch.empty_like(deltas)
+    running = torch.zeros_like(deltas[:, 0])  # [B]
+    for t in reversed(range(deltas.shape[1])):
+        running = deltas[:, t] + gamma * lam * continues[:, t] * running
+        advantages[:, t] = running
+    return advantages, advantages + values
+
+
+def discounted_returns(
+    rewards: torch.Tensor,
+    continues: torch.Tensor,
+    gamma: float,
+    bootstrap: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """G_t = r_t + γ·G_{t+1} within an episode.
+
+    ``bootstrap[:, t]`` is added as γ·bootstrap where an episode was cut at t (a truncation, or the
+    end of the rollout), e.g. V(final observation); pass None for pure Monte-Carlo returns.
+    """
+    returns = torch.empty_like(rewards)  # [B, T]
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        tail = continues[:, t] * running
+        if bootstrap is not None:
+            tail = tail + (1 - continues[:, t]) * bootstrap[:, t]
+        running = rewards[:, t] + gamma * tail
+        returns[:, t] = running
+    return returns

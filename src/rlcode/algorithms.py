@@ -1,0 +1,64 @@
+"""The registry that maps an algorithm name to its config class, ``train`` and ``evaluate``.
+
+Entries are import paths, resolved on use, so that ``rlcode --help`` and the tabular tier never
+import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    config: str  # "module:ConfigClass"
+    train: str  # "module:function", train(config, run_dir=None, quiet=False) -> dict
+    evaluate: str  # "module:function", evaluate(run_dir, episodes, deterministic, seed, video, quiet) -> dict
+    summary: str
+
+    def load(self, attribute: str) -> Any:
+        module_name, _, name = getattr(self, attribute).partition(":")
+        return getattr(importlib.import_module(module_name), name)
+
+
+_TABULAR = "rlcode.tabular"
+_PG = "rlcode.policy_gradient"
+ALGORITHMS: dict[str, Algorithm] = {
+    algo.name: algo
+    for algo in [
+        Algorithm("qlearning", f"{_TABULAR}.config:QLearningConfig", f"{_TABULAR}.train:train",
+                  f"{_TABULAR}.train:evaluate", "tabular Q-learning (off-policy TD control)"),
+        Algorithm("sarsa", f"{_TABULAR}.config:SarsaConfig", f"{_TABULAR}.train:train",
+                  f"{_TABULAR}.train:evaluate", "tabular SARSA (on-policy TD control)"),
+        Algorithm("expected-sarsa", f"{_TABULAR}.config:ExpectedSarsaConfig", f"{_TABULAR}.train:train",
+                  f"{_TABULAR}.train:evaluate", "tabular expected SARSA"),
+        Algorithm("reinforce", f"{_PG}.config:ReinforceConfig", f"{_PG}.train:train",
+                  f"{_PG}.train:evaluate", "REINFORCE with optional learned baseline"),
+        Algorithm("a2c", f"{_PG}.config:A2CConfig", f"{_PG}.train:train",
+                  f"{_PG}.train:evaluate", "advantage actor-critic with n-step returns"),
+        Algorithm("ppo", f"{_PG}.config:PPOConfig", f"{_PG}.train:train",
+                  f"{_PG}.train:evaluate", "proximal policy optimisation (clipped surrogate, GAE)"),
+    ]
+}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}.")
+    return ALGORITHMS[name]
+
+
+def config_class(name: str) -> type:
+    return get_algorithm(name).load("config")
+
+
+def train(config: Any, run_dir: Any = None, quiet: bool = True) -> dict[str, Any]:
+    """Train the algorithm that ``config`` belongs to; the one entry point sweeps map over."""
+    for algo in ALGORITHMS.values():
+        module_name, _, class_name = algo.config.partition(":")
+        if type(config).__name__ == class_name and type(config).__module__ == module_name:
+            return algo.load("train")(config, run_dir=run_dir, quiet=quiet)
+    raise TypeError(f"{type(config).__name__} is not the config of any registered algorithm.")

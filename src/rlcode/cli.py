@@ -1,0 +1,121 @@
+"""Command-line interface: ``rlcode train ALGO``, ``rlcode evaluate RUN_DIR`` and each tier's commands.
+
+Flags of ``train`` are generated from the algorithm's config dataclass, so ``--help`` documents
+every field and a config file (``--config file.toml``) can set any of them; flags given on the
+command line override the file. Tier-specific commands (``optimum``, ``rlhf-demo``, ``sweep``, ...)
+are added by the modules in ``COMMAND_MODULES``, each exposing ``add_commands(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlcode import __version__
+from rlcode.algorithms import ALGORITHMS, get_algorithm
+from rlcode.configs import ConfigError, add_config_arguments, config_from_args
+
+COMMAND_MODULES: list[str] = []
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train an agent", description="Train an agent.")
+    algorithms = train.add_subparsers(dest="algorithm", metavar="ALGORITHM", required=True)
+    for algo in ALGORITHMS.values():
+        parser = algorithms.add_parser(
+            algo.name,
+            help=algo.summary,
+            description=f"Train {algo.summary}. Every flag sets the config field of the same name.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        parser.add_argument("--config", metavar="FILE", help="TOML, JSON or rl-zoo YAML file of config values")
+        parser.add_argument("--run-dir", metavar="DIR", help="where to write checkpoint and metrics")
+        parser.add_argument("--quiet", action="store_true", help="print only the final table")
+        add_config_arguments(parser, algo.load("config"))
+        parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    algo = get_algorithm(args.algorithm)
+    config = config_from_args(algo.load("config"), args, args.config)
+    algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+    return 0
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained run directory",
+        description="Load a run directory's checkpoint and evaluate the agent it holds.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `rlcode train`")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes to run (default: per algorithm)")
+    parser.add_argument(
+        "--stochastic", action="store_true", help="sample actions instead of taking the most likely one"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the evaluation episodes")
+    parser.add_argument("--video", metavar="FILE", default=None, help="render episodes to a .gif or .mp4 file")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but the result line")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def run_algorithm(run_dir: str | Path) -> str:
+    """The algorithm name recorded in a run directory's checkpoint."""
+    from rlcode.checkpoints import CheckpointError, checkpoint_path
+
+    state_path = checkpoint_path(run_dir) / "state.json"
+    try:
+        return str(json.loads(state_path.read_text())["algorithm"])
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{str(run_dir)!r} holds no checkpoint ({state_path} is missing); pass a run directory written "
+            "by `rlcode train`."
+        ) from None
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{state_path} does not name an algorithm; it was not written by rlcode.") from None
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {args.episodes}.")
+    algo = get_algorithm(run_algorithm(args.run_dir))
+    algo.load("evaluate")(
+        args.run_dir,
+        episodes=args.episodes,
+        deterministic=not args.stochastic,
+        seed=args.seed,
+        video=args.video,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlcode", description="Readable, verified and fast reinforcement learning."
+    )
+    parser.add_argument("--version", action="version", version=f"rlcode {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as error:
+        from rlcode.checkpoints import CheckpointError
+
+        if isinstance(error, (ConfigError, CheckpointError, FileNotFoundError)) or type(error) is ValueError:
+            print(f"rlcode: error: {error}", file=sys.stderr)
+            return 2
+        raise

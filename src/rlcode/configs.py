@@ -1,0 +1,214 @@
+"""Validated configuration machinery shared by every algorithm.
+
+Each algorithm owns one frozen dataclass (``rlcode.tabular.config``, ``rlcode.policy_gradient.config``,
+``rlcode.rlhf.config``); every field carries ``metadata={"help": ...}``. This module turns such a
+dataclass into argparse flags, reads TOML/JSON config files, rejects unknown keys before any work
+starts, and gives the small ``check_*`` helpers that ``__post_init__`` methods use so that every
+error names the field, the bad value, the allowed range and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which field and how to fix it."""
+
+
+def fail(cls_name: str, field_name: str, value: Any, allowed: str, fix: str | None = None) -> typing.NoReturn:
+    hint = fix or f"set {field_name} to a value in {allowed}"
+    raise ConfigError(f"{cls_name}.{field_name}={value!r} is invalid: allowed {allowed}; {hint}.")
+
+
+def check_range(
+    config: Any,
+    field_name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise ConfigError unless low <= value <= high (open ends where asked)."""
+    value = getattr(config, field_name)
+    name = type(config).__name__
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(name, field_name, value, "a number", f"pass a number for {field_name}")
+    if value != value:  # NaN
+        fail(name, field_name, value, "a finite number", f"pass a finite number for {field_name}")
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    allowed = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        fail(name, field_name, value, allowed)
+
+
+def check_choice(config: Any, field_name: str, choices: typing.Iterable[Any]) -> None:
+    value = getattr(config, field_name)
+    options = list(choices)
+    if value not in options:
+        fail(type(config).__name__, field_name, value, f"one of {options}")
+
+
+def _literal_choices(tp: Any) -> tuple[Any, ...] | None:
+    return get_args(tp) if get_origin(tp) is Literal else None
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
+    """Convert a value read from a file or the command line to the field's declared type."""
+    tp, optional = _strip_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ConfigError(f"{cls.__name__}.{name} may not be None; give a value of type {tp}.")
+    choices = _literal_choices(tp)
+    if choices is not None:
+        if value not in choices:
+            fail(cls.__name__, name, value, f"one of {list(choices)}")
+        return value
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            if not isinstance(value, (bool, int)):
+                raise ValueError(value)
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is str:
+            return str(value)
+        origin = get_origin(tp)
+        if origin in (tuple, list):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            (inner, *_rest) = get_args(tp) or (str,)
+            converted = [_coerce(cls, name, inner, item) for item in items]
+            return tuple(converted) if origin is tuple else converted
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{cls.__name__}.{name}={value!r} is not a valid {getattr(tp, '__name__', tp)}; "
+            f"pass a value of that type."
+        ) from None
+    return value
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
+    """Build ``cls`` from a mapping, rejecting unknown keys before anything else happens."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source} has unknown key(s) {unknown} for {cls.__name__}; valid keys are {sorted(names)}. "
+            "Remove or rename them."
+        )
+    hints = field_types(cls)
+    kwargs = {key: _coerce(cls, key, hints[key], value) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a flat dict (a [section] table with one entry is unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a .toml or .json file.")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+    elif suffix in (".yml", ".yaml"):
+        from rlcode.zoo import load_yaml_config
+
+        data = load_yaml_config(path)
+    else:
+        raise ConfigError(f"config file {str(path)!r} has an unknown suffix; use .toml, .json or .yaml.")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of key = value pairs.")
+    return data
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per dataclass field; defaults are suppressed so that only given flags override."""
+    hints = field_types(cls)
+    for f in dataclasses.fields(cls):
+        tp, optional = _strip_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata.get("help", "")
+        help_text = f"{help_text} (default: {default})".replace("%", "%%")
+        if tp is bool:
+            parser.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+            continue
+        choices = _literal_choices(tp)
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else f.name.upper()
+        parser.add_argument(_flag(f.name), default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, config_file: str | Path | None = None) -> C:
+    """File values first, then the flags the user actually gave on the command line."""
+    data: dict[str, Any] = dict(load_config_file(config_file)) if config_file else {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in names:
+        if hasattr(args, name):
+            data[name] = getattr(args, name)
+    return config_from_dict(cls, data, source=str(config_file) if config_file else "command line")
+
+
+def doc_field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text for the CLI and docs."""
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)

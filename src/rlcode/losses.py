@@ -1,0 +1,88 @@
+"""Policy-gradient and PPO losses shared by REINFORCE, A2C, PPO and the RLHF trainer.
+
+All take an optional ``mask`` (1 where a position counts) so the same code serves env rollouts
+(no mask) and padded token sequences.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlcode.masked import masked_mean
+
+
+def policy_gradient_loss(
+    log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """−E[log π(a|s)·A] (Williams 1992); ``advantages`` is a return, or a return minus a baseline."""
+    return -masked_mean(log_probs * advantages.detach(), mask)
+
+
+def clipped_surrogate_loss(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped objective (Schulman et al. 2017, eq. 7), negated as a loss.
+
+    Returns the loss and detached diagnostics: ratio, clip_fraction, approx_kl (½·E[(log r)²], as
+    TRL reports it) and policy_kl (E[log π_old − log π]).
+    """
+    log_ratio = log_probs - old_log_probs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "ratio": ratio,
+            "clip_fraction": masked_mean(torch.gt(clipped, unclipped).float(), mask),
+            "approx_kl": 0.5 * masked_mean(log_ratio**2, mask),
+            "policy_kl": masked_mean(-log_ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor | None = None,
+    clip_range: float | None = None,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """½·E[(V − R)²], optionally with PPO's value clipping around ``old_values``.
+
+    Returns (loss, clip_fraction); clip_fraction is 0 without clipping.
+    """
+    squared = (values - returns) ** 2
+    if clip_range is None or old_values is None:
+        return 0.5 * masked_mean(squared, mask), torch.zeros((), dtype=values.dtype)
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    clipped_squared = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(squared, clipped_squared), mask)
+    clip_fraction = masked_mean(torch.gt(clipped_squared, squared).float(), mask).detach()
+    return loss, clip_fraction
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) along the last dimension: logsumexp(z) − Σ softmax(z)·z."""
+    probabilities = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probabilities * logits).sum(dim=-1)
+
+
+def approx_kl(log_probs: torch.Tensor, old_log_probs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Unbiased low-variance KL(old‖new) estimator E[(r − 1) − log r] (Schulman's k3)."""
+    log_ratio = log_probs - old_log_probs
+    return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """1 − Var[target − predicted] / Var[target]; nan when the target is constant."""
+    from rlcode.masked import masked_var
+
+    target_variance = masked_var(target, mask)
+    if float(target_variance) == 0.0:
+        return float("nan")
+    return float(1.0 - masked_var(target - predicted, mask) / target_variance)
