@@ -58,10 +58,9 @@ def capture_rng_state() -> tuple[dict[str, Any], Tensors]:
     """RNG states of python, numpy's legacy global RNG and torch (CPU), as JSON and tensors."""
     version, internal, gauss = random.getstate()
     legacy = np.random.get_state(legacy=False)
-    rng_json: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
-        "numpy": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in legacy.items()},
-    }
+    numpy_state = dict(legacy)
+    numpy_state["state"] = {k: np.asarray(v).tolist() for k, v in legacy["state"].items()}
+    rng_json: dict[str, Any] = {"python": [version, list(internal), gauss], "numpy": numpy_state}
     tensors: Tensors = {}
     if "torch" in sys.modules:
         import torch
@@ -75,7 +74,7 @@ def restore_rng_state(rng_json: dict[str, Any], tensors: Tensors) -> None:
     version, internal, gauss = rng_json["python"]
     random.setstate((version, tuple(internal), gauss))
     legacy = dict(rng_json["numpy"])
-    legacy["state"] = dict(legacy["state"])
+    legacy["state"] = {k: np.asarray(v, dtype=np.uint64) if k == "key" else v for k, v in legacy["state"].items()}
     np.random.set_state(legacy)  # type: ignore[arg-type]
     if "torch_cpu" in tensors:
         import torch
@@ -153,15 +152,15 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
         for path in temporary.iterdir():
             _fsync_path(path)
         _fsync_path(temporary)
-        previous = None
         if target.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             previous.rmdir()
             os.rename(target, previous)
         os.rename(temporary, target)
         _fsync_path(target.parent)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+        # the new checkpoint is complete: drop the previous one and leftovers of interrupted saves
+        for stale in target.parent.glob(f".{target.name}.*-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
