@@ -17,8 +17,9 @@ from rlcode.model_card import REPO_PLACEHOLDER, write_model_card  # noqa: E402
 @pytest.fixture
 def run_dir(tmp_path):
     run = tmp_path / "run"
-    save_checkpoint(run, Checkpoint(config={"env": "CartPole-v1"}, tensors={"model": {"w": np.ones(3)}},
-                                    state={"algorithm": "ppo"}))  # fmt: skip
+    checkpoint = Checkpoint(config={"env": "CartPole-v1"}, tensors={"model": {"w": np.ones(3)}})
+    checkpoint.state["algorithm"] = "ppo"
+    save_checkpoint(run, checkpoint)
     write_model_card(run, algorithm="ppo", env_id="CartPole-v1", mean_return=500, std_return=0, config={})
     (run / "metrics.jsonl").write_text('{"step": 1.0}\n')
     return run
