@@ -197,16 +197,23 @@ def print_summary(result: SweepResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"sweep: {result.metric or 'no metric'} across seeds ({result.out_dir / 'results.jsonl'})")
-    for column in ("grid point", "seeds ok", "mean", "IQM", "IQM 95% CI", "failed"):
-        table.add_column(column, justify="left" if column == "grid point" else "right")
+    table.add_column("grid point", overflow="fold")
+    for column in ("seeds ok", "mean", "IQM", "IQM 95% CI", "failed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in result.summary:
-        table.add_row(row["group"], f"{row['ok']}/{row['seeds']}", f"{row['mean']:.4g}", f"{row['iqm']:.4g}",
-                      f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]", str(row["failed"] or ""))
+        point = ", ".join(f"{k}={_format(v)}" for k, v in row["params"].items()) or row["group"]
+        ci = f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]" if row["ok"] else ""
+        table.add_row(point, f"{row['ok']}/{row['seeds']}", f"{row['mean']:.4g}", f"{row['iqm']:.4g}", ci,
+                      str(row["failed"] or ""))
     console = Console()
     console.print(table)
+    errors: dict[str, list[dict[str, Any]]] = {}
     for record in result.failed:
-        console.print(f"[red]trial {record['trial']} failed[/red]: {record['error']} "
-                      f"(traceback in {record['run_dir']}/trial.json)", highlight=False)
+        errors.setdefault(record["error"], []).append(record)
+    for error, records in errors.items():  # one line per distinct error, not one per failed seed
+        names = ", ".join(r["trial"] for r in records)
+        console.print(f"[red]{len(records)} trial(s) failed[/red] ({names}): {error}\n"
+                      f"  traceback in {records[0]['run_dir']}/trial.json", highlight=False, soft_wrap=True)
 
 
 def _finished(trial: Trial, run_dir: Path) -> dict[str, Any] | None:
