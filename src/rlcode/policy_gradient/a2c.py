@@ -1,0 +1,49 @@
+"""A2C (Mnih et al. 2016, synchronous form): n-step returns from a critic, one step per rollout.
+
+With gae_lambda = 1 the advantages are the n-step returns R_t = Σ γ^k r_{t+k} + γ^n V(s_{t+n})
+minus V(s_t), bootstrapping at the rollout's end and at truncations (SB3's A2C does the same).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlcode.advantages import gae
+from rlcode.batch import TensorBatch
+from rlcode.losses import policy_gradient_loss
+from rlcode.masked import masked_mean, masked_whiten
+from rlcode.policy_gradient.actor_critic import ActorCritic
+from rlcode.policy_gradient.config import A2CConfig
+from rlcode.policy_gradient.optim import gradient_step
+
+
+def prepare(batch: TensorBatch, config: A2CConfig) -> TensorBatch:
+    """Add advantages and returns (GAE, λ = gae_lambda) to a rollout from ``with_policy_outputs``."""
+    advantages, returns = gae(
+        batch.rewards, batch["values"], batch.next_values, batch.continues, config.gamma, config.gae_lambda
+    )
+    batch["advantages"], batch["returns"] = advantages, returns  # [B, T]
+    return batch
+
+
+def update(
+    policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: TensorBatch, config: A2CConfig
+) -> dict[str, float]:
+    """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
+    flat = batch.flatten()
+    mask = flat.mask
+    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions)
+    advantages = flat.advantages
+    if config.normalize_advantages:
+        advantages = masked_whiten(advantages, mask)
+    policy_loss = policy_gradient_loss(log_probs, advantages, mask)
+    value_mse = masked_mean((values - flat.returns) ** 2, mask)
+    entropy_mean = masked_mean(entropy, mask)
+    loss = policy_loss + config.value_coef * value_mse - config.entropy_coef * entropy_mean
+    grad_norm = gradient_step(list(policy.parameters()), optimizer, loss, config.max_grad_norm)
+    return {
+        "loss/policy": float(policy_loss),
+        "loss/value": float(value_mse),
+        "loss/entropy": float(entropy_mean),
+        "optim/grad_norm": float(grad_norm),
+    }

@@ -1,0 +1,48 @@
+"""Optimizer construction, schedules and the one gradient step every update function takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def make_optimizer(parameters: Sequence[torch.nn.Parameter], name: str, learning_rate: float, eps: float) -> torch.optim.Optimizer:
+    """Adam, or RMSprop with alpha=0.99 as SB3's A2C uses; foreach kernels batch the tiny tensors."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=0.99, eps=eps, foreach=True)
+    return torch.optim.Adam(parameters, lr=learning_rate, eps=eps, foreach=True)
+
+
+def scheduled(value: float, schedule: str, progress_remaining: float) -> float:
+    """``value`` under a schedule; progress_remaining goes 1 -> 0 over training (SB3's convention)."""
+    if schedule == "linear":
+        return value * max(progress_remaining, 0.0)
+    return value
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+
+
+def gradient_step(
+    parameters: Sequence[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    max_grad_norm: float | None,
+) -> torch.Tensor:
+    """Backward, optional global-norm clip, step; refuses a non-finite loss before any weight moves."""
+    if not bool(torch.isfinite(loss)):
+        raise RuntimeError(
+            f"the loss is {float(loss)}; no weights were changed. Lower learning_rate, enable "
+            "normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is None:
+        norm = torch.zeros(())
+    else:
+        norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm, foreach=True)
+    optimizer.step()
+    return norm

@@ -1,0 +1,95 @@
+"""PPO (Schulman et al. 2017): clipped surrogate over epochs of shuffled minibatches, with GAE.
+
+Matches SB3's PPO where it matters for comparison: advantages whitened per minibatch, critic loss
+E[(V − R)²] weighted by value_coef, early stop when the k3 KL estimate exceeds 1.5·target_kl.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlcode.advantages import gae
+from rlcode.batch import TensorBatch
+from rlcode.losses import approx_kl, clipped_surrogate_loss, value_loss
+from rlcode.masked import masked_mean, masked_whiten
+from rlcode.policy_gradient.actor_critic import ActorCritic
+from rlcode.policy_gradient.config import PPOConfig
+from rlcode.policy_gradient.optim import gradient_step
+
+_KEYS = ("observations", "actions", "old_log_probs", "values", "advantages", "returns", "mask")
+
+
+def prepare(batch: TensorBatch, config: PPOConfig) -> TensorBatch:
+    """Add GAE advantages and returns to a rollout from ``with_policy_outputs``."""
+    advantages, returns = gae(
+        batch.rewards, batch["values"], batch.next_values, batch.continues, config.gamma, config.gae_lambda
+    )
+    batch["advantages"], batch["returns"] = advantages, returns  # [B, T]
+    return batch
+
+
+def update(
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    batch: TensorBatch,
+    config: PPOConfig,
+    clip_range: float | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """num_epochs passes of minibatch steps; ``clip_range`` overrides config.clip_range (schedules)."""
+    clip = config.clip_range if clip_range is None else clip_range
+    flat = TensorBatch({key: batch[key] for key in _KEYS}).flatten()  # [B*T, ...]
+    parameters = list(policy.parameters())
+    one_minibatch = config.minibatch_size == flat.size
+    history: dict[str, list[torch.Tensor]] = {}
+    stopped_early = False
+    for _ in range(config.num_epochs):
+        # one minibatch per epoch needs no shuffle: the mean over all rows does not depend on order
+        minibatches = [flat] if one_minibatch else flat.minibatches(config.minibatch_size, generator)
+        for minibatch in minibatches:
+            stats = _minibatch_step(policy, optimizer, parameters, minibatch, config, clip)
+            if stats is None:
+                stopped_early = True
+                break
+            for key, value in stats.items():
+                history.setdefault(key, []).append(value)
+        if stopped_early:
+            break
+    result = {key: float(torch.stack(values).mean()) for key, values in history.items()}
+    result["update/early_stop"] = float(stopped_early)
+    result["policy/clip_range"] = clip
+    return result
+
+
+def _minibatch_step(
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[torch.nn.Parameter],
+    minibatch: TensorBatch,
+    config: PPOConfig,
+    clip: float,
+) -> dict[str, torch.Tensor] | None:
+    """One clipped-surrogate gradient step; None when target_kl says to stop before it."""
+    mask = minibatch.mask
+    log_probs, entropy, values = policy.evaluate(minibatch.observations, minibatch.actions)
+    advantages = minibatch.advantages
+    if config.normalize_advantages:
+        advantages = masked_whiten(advantages, mask)
+    policy_loss, surrogate = clipped_surrogate_loss(log_probs, minibatch.old_log_probs, advantages, clip, mask)
+    half_mse, value_clip_fraction = value_loss(values, minibatch.returns, minibatch["values"], config.value_clip_range, mask)
+    entropy_mean = masked_mean(entropy, mask)
+    kl = approx_kl(log_probs.detach(), minibatch.old_log_probs, mask)
+    if config.target_kl is not None and float(kl) > 1.5 * config.target_kl:
+        return None
+    # value_coef weights E[(V − R)²] as SB3's vf_coef does; losses.value_loss is ½E[(V − R)²]
+    loss = policy_loss + config.value_coef * 2.0 * half_mse - config.entropy_coef * entropy_mean
+    grad_norm = gradient_step(parameters, optimizer, loss, config.max_grad_norm)
+    return {
+        "loss/policy": policy_loss.detach(),
+        "loss/value": 2.0 * half_mse.detach(),
+        "loss/entropy": entropy_mean.detach(),
+        "policy/approx_kl": kl,
+        "policy/clip_fraction": surrogate["clip_fraction"],
+        "value/clip_fraction": value_clip_fraction,
+        "optim/grad_norm": grad_norm,
+    }

@@ -1,0 +1,326 @@
+"""train() and evaluate() for REINFORCE, A2C and PPO, and the run state that checkpoints capture.
+
+``PolicyGradientRun`` holds what lives between updates (policy, optimizer, envs, sampler RNG,
+normaliser, counters); ``step()`` is one rollout plus one update, and ``save``/``load`` make a resumed
+run continue bit for bit (same torch thread count, sync or natively vectorised envs).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcode.policy_gradient import a2c, ppo, reinforce
+from rlcode.policy_gradient.actor_critic import ActorCritic
+from rlcode.policy_gradient.config import A2CConfig, PolicyGradientConfig, PPOConfig, ReinforceConfig
+from rlcode.policy_gradient.envs import (
+    check_against_spaces,
+    env_spaces,
+    make_vector_env,
+    restore_env,
+    snapshot_env,
+)
+from rlcode.policy_gradient.normalize import Normalizer
+from rlcode.policy_gradient.optim import make_optimizer, scheduled, set_learning_rate
+from rlcode.policy_gradient.rollout import RolloutCollector, with_policy_outputs
+
+__all__ = ["PolicyGradientRun", "train", "evaluate", "evaluate_policy", "CONFIGS"]
+
+CONFIGS: dict[str, type[PolicyGradientConfig]] = {"reinforce": ReinforceConfig, "a2c": A2CConfig, "ppo": PPOConfig}
+UPDATES: dict[str, ModuleType] = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo}
+
+
+def build_policy(config: PolicyGradientConfig, observation_space: Any, action_space: Any) -> ActorCritic:
+    continuous = not hasattr(action_space, "n")
+    return ActorCritic(
+        observation_size=int(np.prod(observation_space.shape)),
+        action_size=int(action_space.shape[0]) if continuous else int(action_space.n),
+        continuous=continuous,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        shared_trunk=config.shared_trunk,
+        orthogonal_init=config.orthogonal_init,
+        log_std_init=config.log_std_init or 0.0,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class PolicyGradientRun:
+    """One training run's state; built fresh from a config, or from a checkpoint with ``load``."""
+
+    def __init__(self, config: PolicyGradientConfig, reset_envs: bool = True) -> None:
+        observation_space, action_space = env_spaces(config.env_id)
+        check_against_spaces(config, observation_space, action_space)  # before any env is stepped
+        self.config = config
+        self.update_module = UPDATES[config.algorithm]
+        torch.set_num_threads(config.torch_threads)
+        seed_everything(config.seed)
+        self.policy = build_policy(config, observation_space, action_space)
+        self.optimizer = make_optimizer(
+            list(self.policy.parameters()), config.optimizer, config.learning_rate, config.optimizer_eps
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
+        self.normalizer = Normalizer(
+            tuple(observation_space.shape), config.num_envs, config.gamma,
+            config.normalize_observations, config.normalize_rewards,
+        )
+        self.env = make_vector_env(config.env_id, config.num_envs, config.vector_mode)
+        self.collector = RolloutCollector(self.env, self.policy, self.normalizer, self.generator)
+        self.updates = 0
+        self.timesteps = 0
+        self.collector.reset(seed=config.seed)
+
+    def step(self) -> dict[str, float]:
+        """Collect one rollout and make one update; returns the update's statistics."""
+        config = self.config
+        self.policy.train()
+        batch, last_observations = self.collector.collect(config.num_steps)
+        self.timesteps += config.rollout_size
+        # SB3's convention: schedules read the progress after the rollout that feeds this update
+        progress_remaining = 1.0 - self.timesteps / config.total_timesteps
+        learning_rate = scheduled(config.learning_rate, config.lr_schedule, progress_remaining)
+        set_learning_rate(self.optimizer, learning_rate)
+        batch = self.update_module.prepare(with_policy_outputs(self.policy, batch, last_observations), config)
+        if isinstance(config, PPOConfig):
+            clip = scheduled(config.clip_range, config.clip_range_schedule, progress_remaining)
+            stats = ppo.update(self.policy, self.optimizer, batch, config, clip_range=clip, generator=self.generator)
+        else:
+            stats = self.update_module.update(self.policy, self.optimizer, batch, config)
+        self.updates += 1
+        stats["optim/learning_rate"] = learning_rate
+        return stats
+
+    @property
+    def done(self) -> bool:
+        return self.timesteps >= self.config.total_timesteps
+
+    def act(self, observations: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None) -> np.ndarray:
+        """Actions for raw observations [N, obs], with the normaliser's statistics frozen."""
+        normalized = self.normalizer.observation(np.asarray(observations, dtype=np.float32), update=False)
+        with torch.inference_mode():
+            actions = self.policy.act(torch.from_numpy(normalized), generator, deterministic).numpy()
+        if self.policy.continuous:
+            space = self.env.single_action_space
+            actions = np.clip(actions, space.low, space.high)
+        return actions
+
+    def save(self, run_dir: str | Path, extra_state: dict[str, Any] | None = None) -> Path:
+        from rlcode.checkpoints import Checkpoint, capture_rng_state, optimizer_to_checkpoint, save_checkpoint
+        from rlcode.configs import config_to_dict
+
+        rng_json, rng_tensors = capture_rng_state()
+        optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(self.optimizer)
+        state = {
+            "algorithm": self.config.algorithm,
+            "updates": self.updates,
+            "timesteps": self.timesteps,
+            "torch_threads": torch.get_num_threads(),
+            "optimizer": optimizer_meta,
+            "rng": rng_json,
+            "normalizer": self.normalizer.state(),
+            "collector": self.collector.state(),
+            "env": snapshot_env(self.env),
+            **(extra_state or {}),
+        }
+        tensors = {
+            "model": dict(self.policy.state_dict()),
+            "rng": {**rng_tensors, "sampler": self.generator.get_state()},
+        }
+        if optimizer_tensors:
+            tensors["optimizer"] = optimizer_tensors
+        return save_checkpoint(run_dir, Checkpoint(config=config_to_dict(self.config), tensors=tensors, state=state))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> PolicyGradientRun:
+        """Rebuild a run from its checkpoint: weights, optimizer, RNGs, normaliser, envs, counters."""
+        from rlcode.checkpoints import CheckpointError, load_checkpoint, optimizer_from_checkpoint, restore_rng_state
+        from rlcode.configs import config_from_dict
+
+        checkpoint = load_checkpoint(run_dir, framework="torch")
+        algorithm = checkpoint.state.get("algorithm")
+        if algorithm not in CONFIGS:
+            raise CheckpointError(
+                f"{str(run_dir)!r} holds a {algorithm!r} run, not a policy-gradient one ({sorted(CONFIGS)})."
+            )
+        config = config_from_dict(CONFIGS[algorithm], checkpoint.config, source=f"{run_dir}/config.json")
+        run = cls(config)
+        state = checkpoint.state
+        torch.set_num_threads(int(state["torch_threads"]))
+        try:
+            run.policy.load_state_dict(checkpoint.tensors["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"the checkpoint's weights do not fit {config.env_id}'s spaces: {error}") from None
+        optimizer_from_checkpoint(run.optimizer, checkpoint.tensors.get("optimizer", {}), state["optimizer"])
+        restore_rng_state(state["rng"], checkpoint.tensors["rng"])
+        run.generator.set_state(checkpoint.tensors["rng"]["sampler"])
+        run.normalizer.load(state["normalizer"])
+        if state["env"]:
+            restore_env(run.env, state["env"])
+        run.collector.load(state["collector"])
+        run.updates, run.timesteps = int(state["updates"]), int(state["timesteps"])
+        return run
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def evaluate_policy(
+    act: Any, env_id: str, episodes: int, seed: int, vector_mode: str = "auto"
+) -> np.ndarray:
+    """Returns of ``episodes`` episodes, one per env of a vector env: ``act(observations [N, obs])``."""
+    env = make_vector_env(env_id, episodes, vector_mode)
+    try:
+        observations, _ = env.reset(seed=seed)
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
+        while running.any():
+            observations, rewards, terminated, truncated, _ = env.step(act(observations))
+            returns += rewards * running
+            running &= ~(terminated | truncated)
+        return returns
+    finally:
+        env.close()
+
+
+def default_run_dir(config: PolicyGradientConfig) -> Path:
+    env = config.env_id.replace("/", "_")
+    return Path("runs") / f"{config.algorithm}-{env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _summarise(episodes: list[tuple[float, int]]) -> dict[str, float]:
+    if not episodes:
+        return {}
+    returns, lengths = zip(*episodes)
+    return {"rollout/episode_return": float(np.mean(returns)), "rollout/episode_length": float(np.mean(lengths))}
+
+
+def train(
+    config: PolicyGradientConfig,
+    run_dir: str | Path | None = None,
+    quiet: bool = False,
+    *,
+    resume: bool = False,
+    stop_after_updates: int | None = None,
+) -> dict[str, Any]:
+    """Train until total_timesteps, evaluate deterministically, save checkpoint and model card.
+
+    ``resume=True`` continues the checkpoint in ``run_dir`` (config from the checkpoint);
+    ``stop_after_updates`` saves and returns early once that many updates are done (in total).
+    """
+    from rlcode.configs import config_to_dict
+    from rlcode.metrics import MetricsLogger
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    run = PolicyGradientRun.load(run_dir) if resume else PolicyGradientRun(config)
+    config = run.config
+    log_every = max(1, 1024 // config.rollout_size)  # about one record per thousand env steps
+    next_eval = (run.timesteps // config.eval_every + 1) * config.eval_every if config.eval_every else None
+    start = time.perf_counter()
+    evaluations: list[dict[str, float]] = []
+    with MetricsLogger(run_dir, total_steps=config.total_timesteps, quiet=quiet, config=config_to_dict(config),
+                       description=config.algorithm) as logger:
+        while not run.done and (stop_after_updates is None or run.updates < stop_after_updates):
+            stats = run.step()
+            if run.updates % log_every == 0 or run.done:
+                logger.log(run.timesteps, stats | _summarise(run.collector.drain_episodes()))
+            if next_eval is not None and run.timesteps >= next_eval and not run.done:
+                next_eval += config.eval_every
+                returns = evaluate_policy(run.act, config.env_id, config.eval_episodes, config.seed + 1000)
+                evaluations.append({"step": run.timesteps, "mean_return": float(returns.mean())})
+                logger.log(run.timesteps, {"eval/mean_return": float(returns.mean()),
+                                           "eval/std_return": float(returns.std())}, force_print=True)
+            if config.save_every and run.updates % config.save_every == 0:
+                run.save(run_dir)
+        train_seconds = time.perf_counter() - start
+        returns = evaluate_policy(run.act, config.env_id, config.eval_episodes, config.seed + 1000)
+        logger.log(run.timesteps, {"eval/mean_return": float(returns.mean()),
+                                   "eval/std_return": float(returns.std())}, force_print=not quiet)
+    result: dict[str, Any] = {
+        "algorithm": config.algorithm,
+        "env": config.env_id,
+        "timesteps": run.timesteps,
+        "updates": run.updates,
+        "train_seconds": train_seconds,
+        "steps_per_second": run.timesteps / max(train_seconds, 1e-9),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "eval_episodes": config.eval_episodes,
+        "evaluations": evaluations,
+        "run_dir": str(run_dir),
+    }
+    run.save(run_dir, extra_state={"result": {k: v for k, v in result.items() if k not in ("run_dir", "evaluations")}})
+    run.close()
+    if run.done:
+        _write_model_card(run_dir, config, result)
+    if not quiet:
+        print(f"{config.algorithm} on {config.env_id}: {run.timesteps:,} steps in {train_seconds:.1f}s "
+              f"({result['steps_per_second']:,.0f} steps/s); deterministic return "
+              f"{result['mean_return']:.1f} ± {result['std_return']:.1f} over {config.eval_episodes} episodes; "
+              f"saved to {run_dir}")
+    return result
+
+
+def _write_model_card(run_dir: Path, config: PolicyGradientConfig, result: dict[str, Any]) -> None:
+    try:
+        from rlcode.model_card import write_model_card
+    except ModuleNotFoundError:  # the extras tier is optional
+        return
+    from rlcode.configs import config_to_dict
+
+    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+    write_model_card(run_dir, algorithm=config.algorithm, env_id=config.env_id, mean_return=result["mean_return"],
+                     std_return=result["std_return"], config=config_to_dict(config), metrics=metrics)
+
+
+def evaluate(
+    run_dir: str | Path,
+    episodes: int | None = None,
+    deterministic: bool = True,
+    seed: int | None = None,
+    video: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run a saved agent for ``episodes`` episodes (argmax/mean actions, or sampled ones)."""
+    run = PolicyGradientRun.load(run_dir)
+    config = run.config
+    run.close()
+    episodes = episodes or config.eval_episodes
+    seed = config.seed + 2000 if seed is None else seed
+    generator = torch.Generator().manual_seed(seed)
+    returns = evaluate_policy(lambda obs: run.act(obs, deterministic, generator), config.env_id, episodes, seed)
+    result: dict[str, Any] = {
+        "algorithm": config.algorithm,
+        "env": config.env_id,
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "min_return": float(returns.min()),
+        "max_return": float(returns.max()),
+    }
+    if video is not None:
+        import gymnasium
+
+        from rlcode.video import record_video
+
+        video_env = gymnasium.make(config.env_id, render_mode="rgb_array")
+        single = lambda observation: run.act(observation[None], deterministic, generator)[0]  # noqa: E731
+        result["video"] = str(record_video(video_env, single, video, episodes=1, seed=seed))
+        video_env.close()
+    if not quiet:
+        mode = "deterministic" if deterministic else "stochastic"
+        print(f"{config.algorithm} on {config.env_id}: {mode} return {result['mean_return']:.1f} ± "
+              f"{result['std_return']:.1f} (min {result['min_return']:.1f}, max {result['max_return']:.1f}) "
+              f"over {episodes} episodes")
+    return result
