@@ -1,0 +1,108 @@
+"""Pickle-free trainer checkpoints (``rlcode.checkpoints``) from which ``step()`` resumes exactly.
+
+Holds the policy with its value head, the reference model, the optimizer, the KL coefficient, the
+running score moments, the step counter and the python/numpy/torch RNG states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlcode.checkpoints import (
+    Checkpoint,
+    capture_rng_state,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from rlcode.configs import config_from_dict, config_to_dict
+from rlcode.distributed import is_main_process
+
+
+def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory (tied embeddings): copy the repeats."""
+    seen: set[tuple[int, Any]] = set()
+    out = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[name] = tensor.detach().clone() if key in seen else tensor.detach()
+        seen.add(key)
+    return out
+
+
+def save_trainer(trainer: Any, directory: str | Path) -> Path:
+    """Write ``directory/checkpoint`` atomically (only the main process writes under torchrun)."""
+    rng_json, rng_tensors = capture_rng_state()
+    optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(trainer.optimizer)
+    checkpoint = Checkpoint(
+        config={
+            "ppo": config_to_dict(trainer.config),
+            "model": trainer.model.config.to_dict(),
+            "summary_dropout_prob": trainer.model.summary_dropout_prob,
+        },
+        tensors={
+            "model": _untied(trainer.model.state_dict()),
+            "ref_model": _untied(trainer.ref_model.state_dict()),
+            "optimizer": optimizer_tensors,
+            "rng": rng_tensors,
+        },
+        state={
+            "step": trainer.current_step,
+            "kl_controller": trainer.kl_controller.state_dict(),
+            "score_moments": trainer.score_moments.state_dict(),
+            "optimizer": optimizer_meta,
+            "rng": rng_json,
+        },
+    )
+    if not is_main_process():
+        from rlcode.checkpoints import checkpoint_path
+
+        return checkpoint_path(directory)
+    return save_checkpoint(directory, checkpoint)
+
+
+def _model_from_config(data: dict[str, Any], dropout: float) -> nn.Module:
+    from transformers import AutoConfig
+
+    from rlcode.rlhf.value_head import CausalLMWithValueHead
+
+    data = dict(data)
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    return CausalLMWithValueHead.from_config(config, summary_dropout_prob=dropout)
+
+
+def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
+                 tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> Any:
+    """Rebuild the trainer, then restore weights, optimizer, controller, moments and RNG states."""
+    from rlcode.rlhf.config import PPOConfig
+    from rlcode.rlhf.value_head import CausalLMWithValueHead
+
+    checkpoint = load_checkpoint(directory, framework="torch")
+    config = config_from_dict(PPOConfig, checkpoint.config["ppo"], source=str(directory))
+    dropout = checkpoint.config["summary_dropout_prob"]
+    if model is None:
+        model = _model_from_config(checkpoint.config["model"], dropout)
+    if not isinstance(model, CausalLMWithValueHead):
+        model = CausalLMWithValueHead(model, summary_dropout_prob=dropout)
+    model.load_state_dict(checkpoint.tensors["model"])
+    if ref_model is None:
+        ref_model = _model_from_config(checkpoint.config["model"], dropout)
+    if not isinstance(ref_model, CausalLMWithValueHead):
+        ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
+    ref_model.load_state_dict(checkpoint.tensors["ref_model"])
+    device = model.device
+    ref_model.to(device)
+    trainer = cls(config, model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer)
+    # load_state_dict moves each state tensor to its parameter's device (and keeps Adam's step as it wants)
+    optimizer_from_checkpoint(trainer.optimizer, checkpoint.tensors.get("optimizer", {}), checkpoint.state["optimizer"])
+    trainer.kl_controller.load_state_dict(checkpoint.state["kl_controller"])
+    trainer.score_moments.load_state_dict(checkpoint.state["score_moments"])
+    trainer.current_step = int(checkpoint.state["step"])
+    restore_rng_state(checkpoint.state["rng"], checkpoint.tensors.get("rng", {}))
+    return trainer

@@ -1,0 +1,249 @@
+"""PPOTrainer: TRL 0.11's ``step(queries, responses, scores)`` for causal LMs, as a thin facade.
+
+It holds the policy (with value head), the frozen reference, the optimizer, the KL controller and
+the running score moments; ``step`` reads as its phases and calls plain functions for the maths.
+Under torchrun/accelerate each process passes its ``batch_size / world_size`` share of the batch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlcode.distributed import all_gather_cat, check_divisible, is_distributed, rank, world_size
+from rlcode.rlhf.config import PPOConfig
+from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
+from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
+from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
+from rlcode.rlhf.stats import step_stats
+from rlcode.rlhf.update import Rollout, ppo_update
+from rlcode.rlhf.validation import checked_inputs
+from rlcode.rlhf.value_head import CausalLMWithValueHead
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy's global RNG (the minibatch order) and torch, like TRL's ``set_seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _as_value_model(model: nn.Module) -> CausalLMWithValueHead:
+    if isinstance(model, CausalLMWithValueHead):
+        return model
+    if hasattr(model, "config") and hasattr(model, "generate"):
+        return CausalLMWithValueHead(model)
+    raise TypeError(
+        f"model must be a CausalLMWithValueHead or a transformers causal LM, got {type(model).__name__}; "
+        "wrap it with CausalLMWithValueHead(model) or load one with CausalLMWithValueHead.from_pretrained(...)."
+    )
+
+
+class PPOTrainer:
+    """PPO for language models with TRL 0.11.4's numerics (see ``docs`` of each phase function)."""
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        model: nn.Module,
+        ref_model: nn.Module | None = None,
+        tokenizer: Any = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        if not isinstance(config, PPOConfig):
+            raise TypeError(f"config must be a rlcode.rlhf.PPOConfig, got {type(config).__name__}.")
+        self.config = config
+        self.local_batch_size = check_divisible(config.batch_size, "PPOConfig.batch_size")
+        set_seed(config.seed)
+        self.model = _as_value_model(model)
+        if ref_model is None:
+            self.ref_model = self.model.frozen_copy()
+        else:
+            self.ref_model = _as_value_model(ref_model)
+            self.ref_model.eval()
+            self.ref_model.requires_grad_(False)
+        self.model.eval()  # every forward is dropout-free, so the first ratio is exactly 1
+        self.tokenizer = tokenizer
+        self.pad_token_id, self.eos_token_id = self._special_tokens(tokenizer)
+        # Right padding is never attended to; any in-vocabulary id will do when the pad id is not one.
+        self._padding_id = self.pad_token_id if 0 <= self.pad_token_id < self.model.vocab_size else 0
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = optimizer or torch.optim.Adam(self.parameters, lr=config.learning_rate, foreach=True)
+        if config.adap_kl_ctrl:
+            self.kl_controller: FixedKLController = AdaptiveKLController(
+                config.init_kl_coef, config.target, config.horizon
+            )
+        else:
+            self.kl_controller = FixedKLController(config.init_kl_coef)
+        self.score_moments = RunningMoments()
+        self.current_step = 0
+        if is_distributed():
+            self._broadcast_weights()
+
+    # ------------------------------------------------------------------------------------------
+    def step(
+        self,
+        queries: list[torch.Tensor],
+        responses: list[torch.Tensor],
+        scores: list[torch.Tensor] | list[float] | torch.Tensor,
+        response_masks: list[torch.Tensor] | None = None,
+    ) -> dict[str, float | np.ndarray]:
+        """One PPO iteration on (query, response, score) triples, with TRL 0.11 semantics."""
+        start = time.time()
+        queries, responses, score_tensor, response_masks = checked_inputs(
+            queries, responses, scores, response_masks, self.local_batch_size, self.model.vocab_size,
+            self.model.device, distributed=world_size() > 1,
+        )
+        self.model.eval()
+        scores_used = processed_scores(
+            score_tensor, self.score_moments, self.config.use_score_scaling, self.config.use_score_norm,
+            self.config.score_clip,
+        )
+        batch = ResponseBatch.pad(queries, responses, response_masks, self._padding_id, self.model.device)
+        timing = {}
+
+        tick = time.time()
+        full = self.config.kl_penalty == "full"
+        with torch.no_grad():
+            policy = self._forward(self.model, batch, values=True, full=full)
+            reference = self._forward(self.ref_model, batch, values=False, full=full)
+        timing["time/ppo/forward_pass"] = time.time() - tick
+
+        tick = time.time()
+        with torch.no_grad():
+            if full:
+                assert policy.full_log_probs is not None and reference.full_log_probs is not None
+                token_kls = kl_penalty(policy.full_log_probs, reference.full_log_probs, "full")
+            else:
+                token_kls = kl_penalty(policy.log_probs, reference.log_probs, self.config.kl_penalty)
+            log_probs = scatter_tokens(policy.log_probs, batch.mask)  # [B, T-1]
+            ref_log_probs = scatter_tokens(reference.log_probs, batch.mask)
+            kls = scatter_tokens(token_kls, batch.mask)
+            kl_coef = self.kl_controller.value
+            rewards, non_score = token_rewards(scores_used, kls, batch.mask, kl_coef)
+        timing["time/ppo/compute_rewards"] = time.time() - tick
+
+        tick = time.time()
+        with torch.no_grad():
+            assert policy.values is not None
+            values = scatter_tokens(policy.values, batch.mask)
+            values, advantages, returns = token_advantages(
+                values, rewards, batch.mask, self.config.gamma, self.config.lam, self.config.whiten_rewards
+            )
+        timing["time/ppo/compute_advantages"] = time.time() - tick
+
+        tick = time.time()
+        rollout = Rollout(batch, log_probs, values, advantages, returns)
+        token_counts = all_gather_cat(batch.mask.sum(dim=1)).cpu().numpy()  # [batch_size]
+        update = ppo_update(
+            self.model, self.optimizer, self.parameters, rollout, token_counts,
+            rank() * self.local_batch_size, self.config,
+        )
+        timing["time/ppo/optimize_step"] = time.time() - tick
+        if update.skipped:
+            warnings.warn(
+                f"{update.skipped} minibatch(es) had a mean ratio above ratio_threshold="
+                f"{self.config.ratio_threshold}; their loss was zeroed (TRL 0.11 behaviour).",
+                stacklevel=2,
+            )
+
+        tick = time.time()
+        stats, mean_kl = step_stats(
+            scores=scores_used, log_probs=log_probs, ref_log_probs=ref_log_probs, kls=kls, non_score=non_score,
+            mask=batch.mask, query_lengths=batch.query_lengths, response_lengths=batch.response_lengths,
+            update=update, kl_coef=kl_coef, learning_rate=self.optimizer.param_groups[0]["lr"],
+        )
+        timing["time/ppo/calc_stats"] = time.time() - tick
+        self.kl_controller.update(mean_kl, self.config.batch_size)
+        self.current_step += 1
+        timing["time/ppo/total"] = time.time() - start
+        stats.update(timing)
+        return stats
+
+    def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, values: bool, full: bool) -> ResponseOutputs:
+        """The no-grad pass, in chunks of forward_batch_size rows when set."""
+        size = self.config.forward_batch_size
+        if size is None or size >= batch.size:
+            return response_forward(model, batch, values=values, full=full)
+        parts = [response_forward(model, batch.rows(np.arange(i, min(i + size, batch.size))), values, False, full)
+                 for i in range(0, batch.size, size)]
+
+        def joined(name: str) -> Any:
+            pieces = [getattr(p, name) for p in parts]
+            return None if pieces[0] is None else torch.cat(pieces)
+
+        return ResponseOutputs(joined("log_probs"), joined("values"), None, joined("full_log_probs"))
+
+    # ------------------------------------------------------------------------------------------
+    def generate(
+        self,
+        query_tensors: Any,
+        batch_size: int | None = None,
+        return_prompt: bool = False,
+        **generation_kwargs: Any,
+    ) -> Any:
+        """Responses to the queries: one left-padded batch (or chunks of ``batch_size``) with the KV cache.
+
+        Returns responses without prompt (unless ``return_prompt``), cut after the first eos (kept).
+        A single 1-D query gives a single 1-D response.
+        """
+        from rlcode.rlhf.generation import generate_responses
+
+        single = isinstance(query_tensors, torch.Tensor) and query_tensors.dim() == 1
+        queries: list[torch.Tensor] = [query_tensors] if single else list(query_tensors)
+        responses = generate_responses(
+            self.model, queries, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
+            batch_size=batch_size, return_prompt=return_prompt, **generation_kwargs,
+        )
+        return responses[0] if single else responses
+
+    # ------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """A pickle-free checkpoint from which ``PPOTrainer.load`` resumes exactly."""
+        from rlcode.rlhf.checkpoint import save_trainer
+
+        return save_trainer(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
+             tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> PPOTrainer:
+        """Rebuild a trainer saved with ``save``; the model is rebuilt from its config when not given."""
+        from rlcode.rlhf.checkpoint import load_trainer
+
+        return load_trainer(cls, directory, model=model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer)
+
+    # ------------------------------------------------------------------------------------------
+    def _special_tokens(self, tokenizer: Any) -> tuple[int, int | None]:
+        config = self.model.config
+        generation = getattr(self.model.pretrained_model, "generation_config", None)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        for source in (generation, config):
+            if eos is None:
+                eos = getattr(source, "eos_token_id", None)
+        if isinstance(eos, (list, tuple)):
+            eos = eos[0] if eos else None
+        pad = getattr(tokenizer, "pad_token_id", None)
+        for source in (generation, config):
+            if pad is None:
+                pad = getattr(source, "pad_token_id", None)
+        if pad is None:
+            pad = eos if eos is not None else 0
+        return int(pad), (None if eos is None else int(eos))
+
+    def _broadcast_weights(self) -> None:
+        """Start every process from rank 0's policy and reference weights."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for module in (self.model, self.ref_model):
+                for tensor in list(module.parameters()) + list(module.buffers()):
+                    dist.broadcast(tensor.data, src=0)

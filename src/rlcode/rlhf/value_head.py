@@ -1,0 +1,185 @@
+"""CausalLMWithValueHead: any ``transformers`` causal LM plus a scalar value head.
+
+The head is TRL's ``ValueHead`` (dropout, then ``Linear(hidden, 1)``, named ``v_head.summary`` so
+state dicts line up with TRL's). Weights are saved as safetensors: the LM through
+``save_pretrained`` and the head in ``value_head.safetensors`` beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+VALUE_HEAD_WEIGHTS = "value_head.safetensors"
+VALUE_HEAD_CONFIG = "value_head.json"
+
+
+def hidden_size_of(config: Any) -> int:
+    """The width of the last hidden state, across the names transformers configs use."""
+    for name in ("word_embed_proj_dim", "hidden_size", "n_embd", "d_model"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(
+        f"cannot tell the hidden size of {type(config).__name__}; it has none of word_embed_proj_dim, "
+        "hidden_size, n_embd, d_model. Build the value head yourself: CausalLMWithValueHead(model, hidden_size=...)."
+    )
+
+
+class ValueHead(nn.Module):
+    """Dropout, then a linear map from the last hidden state to one value per token."""
+
+    def __init__(self, hidden_size: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout: nn.Module = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.summary = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = self.dropout(hidden)
+        return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)  # [...]
+
+
+class CausalLMWithValueHead(nn.Module):
+    """A causal LM whose forward returns ``(logits, values)``, both over every position."""
+
+    def __init__(
+        self, pretrained_model: nn.Module, summary_dropout_prob: float | None = None, hidden_size: int | None = None
+    ) -> None:
+        super().__init__()
+        config = pretrained_model.config
+        if summary_dropout_prob is None:  # TRL reads it from the model config, default 0.1
+            summary_dropout_prob = getattr(config, "summary_dropout_prob", None)
+            summary_dropout_prob = 0.1 if summary_dropout_prob is None else summary_dropout_prob
+        self.pretrained_model: Any = pretrained_model
+        self.summary_dropout_prob = float(summary_dropout_prob)
+        self.v_head = ValueHead(hidden_size or hidden_size_of(config), self.summary_dropout_prob)
+        parameter = next(pretrained_model.parameters(), None)
+        if parameter is not None:
+            self.v_head.to(parameter.device)
+        self._split_heads: bool | None = None  # whether lm_head(backbone(x)) == model(x).logits
+
+    # construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Any, summary_dropout_prob: float | None = None, **kwargs: Any) -> CausalLMWithValueHead:
+        """A randomly initialised LM from a transformers config (no download), plus a fresh head."""
+        from transformers import AutoModelForCausalLM
+
+        return cls(AutoModelForCausalLM.from_config(config, **kwargs), summary_dropout_prob)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, summary_dropout_prob: float | None = None, **kwargs: Any
+    ) -> CausalLMWithValueHead:
+        """Load the LM with ``AutoModelForCausalLM.from_pretrained`` and, when saved, the value head."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        directory = Path(name_or_path)
+        head_config = directory / VALUE_HEAD_CONFIG
+        if summary_dropout_prob is None and head_config.is_file():
+            summary_dropout_prob = json.loads(head_config.read_text())["summary_dropout_prob"]
+        wrapped = cls(model, summary_dropout_prob)
+        if (directory / VALUE_HEAD_WEIGHTS).is_file():
+            from safetensors.torch import load_file
+
+            state = load_file(str(directory / VALUE_HEAD_WEIGHTS))
+            wrapped.v_head.load_state_dict({k.removeprefix("v_head."): v for k, v in state.items()})
+        return wrapped
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
+        """Save the LM (safetensors, via transformers) and the value head beside it."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        kwargs.setdefault("safe_serialization", True)
+        self.pretrained_model.save_pretrained(directory, **kwargs)
+        head = {f"v_head.{k}": v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
+        save_file(head, str(directory / VALUE_HEAD_WEIGHTS))
+        (directory / VALUE_HEAD_CONFIG).write_text(json.dumps({"summary_dropout_prob": self.summary_dropout_prob}))
+
+    def frozen_copy(self) -> CausalLMWithValueHead:
+        """A deep copy in eval mode with no gradients: the reference model."""
+        reference = copy.deepcopy(self)
+        reference.eval()
+        reference.requires_grad_(False)
+        return reference
+
+    # forwards -----------------------------------------------------------------------------------
+    @property
+    def config(self) -> Any:
+        return self.pretrained_model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def vocab_size(self) -> int:
+        head = self.pretrained_model.get_output_embeddings()
+        if isinstance(head, nn.Linear):
+            return head.out_features
+        return int(self.config.vocab_size)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        kwargs.setdefault("use_cache", False)
+        output = self.pretrained_model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs
+        )
+        return output.logits.float(), self.v_head(output.hidden_states[-1])  # [B, T, V], [B, T]
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pretrained_model.generate(*args, **kwargs)
+
+    def selected_outputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, values: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and values only where ``positions`` [B, T] is True: ([N, V], [N] or None).
+
+        When the LM is ``lm_head(backbone(x))`` (checked once numerically) the vocabulary projection runs
+        on the N selected hidden states only, which is most of the cost of a small-model forward.
+        """
+        if self.split_heads:
+            hidden = self.pretrained_model.base_model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            )[0]  # [B, T, d]
+            selected = hidden[positions]  # [N, d]
+            logits = self.pretrained_model.get_output_embeddings()(selected)
+        else:
+            output = self.pretrained_model(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False
+            )
+            selected = output.hidden_states[-1][positions]
+            logits = output.logits[positions]
+        return logits.float(), (self.v_head(selected) if values else None)
+
+    @property
+    def split_heads(self) -> bool:
+        if self._split_heads is None:
+            self._split_heads = self._check_split_heads()
+        return self._split_heads
+
+    def _check_split_heads(self) -> bool:
+        model: Any = self.pretrained_model
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        base = getattr(model, "base_model", model)
+        if not isinstance(head, nn.Linear) or base is model:
+            return False
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0) % self.vocab_size
+                full = model(input_ids=ids, use_cache=False).logits.float()
+                split = head(base(input_ids=ids, use_cache=False)[0]).float()
+            return full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-4)
+        except Exception:  # an unusual model: fall back to the plain forward
+            return False
+        finally:
+            model.train(was_training)
