@@ -77,7 +77,7 @@ class TabularConfig:
         check_range(self, "epsilon_decay_fraction", 0.0, 1.0, low_open=True)
         check_range(self, "initial_q", -1e9, 1e9)
         check_range(self, "seed", 0, 2**63 - 1)
-        check_range(self, "eval_episodes", 0)
+        check_range(self, "eval_episodes", 1)
         check_range(self, "log_points", 1, 100_000)
         check_choice(self, "backend", ("auto", "table", "env"))
         for field_name in ("map_size", "max_episode_steps", "episodes", "seed", "eval_episodes", "log_points"):

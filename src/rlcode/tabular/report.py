@@ -39,8 +39,9 @@ def print_train_table(config: TabularConfig, result: dict[str, Any]) -> None:
     table.add_row("updates/s", f"{result['updates_per_second']:,.0f}")
     if result["seconds_to_within_1_percent"] is not None:
         table.add_row("time until within 1 % (at a log point)", f"{result['seconds_to_within_1_percent']:.3f} s")
-    table.add_row("run directory", result["run_dir"])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"saved to {result['run_dir']} (evaluate with `rlcode evaluate {result['run_dir']}`)", soft_wrap=True)
 
 
 def print_evaluate_table(config: TabularConfig, result: dict[str, Any]) -> None:

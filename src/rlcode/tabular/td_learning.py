@@ -26,12 +26,12 @@ def constant_schedule(value: float) -> Schedule:
 
 def linear_schedule(start: float, end: float, fraction: float = 1.0) -> Schedule:
     """From start to end linearly over the first ``fraction`` of training, then flat."""
-    return lambda progress: start + (end - start) * min(progress / fraction, 1.0)
+    return lambda progress: end if progress >= fraction else start + (end - start) * progress / fraction
 
 
 def exponential_schedule(start: float, end: float, fraction: float = 1.0) -> Schedule:
     """Geometric interpolation from start to end over the first ``fraction`` of training (start, end > 0)."""
-    return lambda progress: start * (end / start) ** min(progress / fraction, 1.0)
+    return lambda progress: end if progress >= fraction else start * (end / start) ** (progress / fraction)
 
 
 def schedules(config: TabularConfig) -> tuple[Schedule, Schedule]:

@@ -49,6 +49,7 @@ def warm_up() -> float:
 
 def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train ``config.algorithm`` on ``config.env``; save the Q-table and print the optimality table."""
+    from rlcode.configs import config_to_dict
     from rlcode.metrics import MetricsLogger
 
     env = make_env(config)  # raises on non-discrete spaces before any work
@@ -70,7 +71,7 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
     q = np.full((int(env.observation_space.n), int(env.action_space.n)), float(config.initial_q))  # [S, A]
     epsilon, learning_rate = schedules(config)
     # step = TD updates (env steps), as in the other tiers; the episode count is logged beside it
-    logger = MetricsLogger(run_dir, quiet=quiet, show=("episodes", "return_mean", "exact_value", "gap_percent"))
+    logger = MetricsLogger(run_dir, quiet=quiet, config=config_to_dict(config), show=("train/episodes", "train/return_mean", "value/exact_value", "value/gap_percent"))
     start, updates, done, within_one_percent = time.perf_counter(), 0, 0, None
     episode_returns = []
     for point in range(1, config.log_points + 1):
@@ -91,9 +92,9 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
                   "schedule/epsilon": epsilon(done / config.episodes),
                   "schedule/learning_rate": learning_rate(done / config.episodes)}
         if table is not None and best is not None:
-            value = exact_value(table, greedy_policy(q), horizon)
-            gap = planning.gap_percent(best.stationary, value)
-            record |= {"value/exact_value": value, "value/gap_percent": gap}
+            current = exact_value(table, greedy_policy(q), horizon)
+            gap = planning.gap_percent(best.stationary, current)
+            record |= {"value/exact_value": current, "value/gap_percent": gap}
             if within_one_percent is None and gap <= 1.0:
                 within_one_percent = time.perf_counter() - start
         logger.log(updates, record)
@@ -103,7 +104,7 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
         raise RuntimeError("the Q-table holds non-finite values; lower learning_rate or initial_q. Nothing saved.")
 
     policy = greedy_policy(q)
-    value = exact_value(table, policy, horizon) if table is not None else None
+    value: float | None = exact_value(table, policy, horizon) if table is not None else None
     sampled = sampled_returns(config, env, table, policy, horizon, config.eval_episodes, config.seed + 1)
     result: dict[str, Any] = {
         "algorithm": config.algorithm, "env": config.env, "horizon": horizon, "episodes": done,
@@ -160,16 +161,21 @@ def _save(run_dir: Path, config: TabularConfig, q: np.ndarray, rng: np.ndarray, 
     rng_json, _ = capture_rng_state()
     rng_json["td_stream"] = [int(word) for word in rng]
     state = {"algorithm": config.algorithm, "episodes": result["episodes"], "updates": result["updates"],
-             "rng": rng_json, "result": {k: v for k, v in result.items() if k != "run_dir"}}
+             "rng": rng_json, "result": {k: _finite_or_none(v) for k, v in result.items() if k != "run_dir"}}
     save_checkpoint(run_dir, Checkpoint(config=config_to_dict(config), tensors={"q_table": {"q_table": q}},
                                         state=state))
     try:
         from rlcode.model_card import write_model_card
     except ModuleNotFoundError:  # the extras tier is optional
         return
-    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and v is not None}
+    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and np.isfinite(v)}
     write_model_card(run_dir, algorithm=config.algorithm, env_id=config.env, mean_return=result["mean_return"],
                      std_return=result["std_return"], config=config_to_dict(config), metrics=metrics)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN/inf: a non-finite float (e.g. -inf for a policy that never ends) is stored as null."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def load_run(run_dir: str | Path) -> tuple[TabularConfig, np.ndarray]:
