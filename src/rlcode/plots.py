@@ -1,0 +1,334 @@
+"""PNG figures of run directories: learning curves across seeds, and FrozenLake policies and values.
+
+Runs are grouped by environment and algorithm (read from ``checkpoint/config.json`` and
+``state.json``); each environment gets one figure with, per algorithm, the mean curve over seeds
+and a 95 % confidence band (Student t over seeds, on a common step grid). Tabular FrozenLake runs
+also get the map with the learned greedy policy beside an optimal stationary one, and the exact
+state values of the learned policy as a heat map. matplotlib runs with the Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlcode.metrics import EPISODE_RETURN, read_metrics
+
+TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
+# Tabular runs log the exact value of their greedy policy; used when the asked metric is missing.
+FALLBACK_METRICS = ("value/exact_value", "train/return_mean", "eval/mean_return")
+GRID_POINTS = 200
+# Two-sided 97.5 % Student t quantiles by degrees of freedom; 1.96 beyond the table.
+T_975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+}
+ARROWS = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}  # FrozenLake: left, down, right, up as (dx, dy)
+TILE_COLOURS = {"S": "#cfe8ff", "F": "#eef6ff", "H": "#30475e", "G": "#8fd694"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the plots need to know about one run directory."""
+
+    path: Path
+    algorithm: str
+    env: str
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            "plots need matplotlib, which is not installed; run `pip install 'rlcode[plots]'`."
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_run(run_dir: str | Path) -> Run:
+    """Algorithm, env, config and state of a run directory written by `rlcode train`."""
+    from rlcode.checkpoints import CheckpointError, checkpoint_path
+
+    path = Path(run_dir)
+    checkpoint = checkpoint_path(path)
+    if checkpoint.name == path.name and (path / "state.json").exists():
+        path = path.parent  # given the checkpoint folder itself
+    try:
+        state = json.loads((checkpoint / "state.json").read_text())
+        config = json.loads((checkpoint / "config.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{str(run_dir)!r} is not a finished run directory (no checkpoint/state.json and config.json); "
+            "pass directories written by `rlcode train`."
+        ) from None
+    env = config.get("env_id") or config.get("env") or "unknown-env"
+    return Run(path, str(state.get("algorithm", "unknown")), str(env), config, state)
+
+
+def t_quantile(degrees_of_freedom: int) -> float:
+    usable = [d for d in T_975 if d <= degrees_of_freedom]
+    return T_975[max(usable)] if degrees_of_freedom <= 30 else 1.96
+
+
+def curve(records: list[dict[str, float]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the records that hold a finite ``metric``."""
+    points = [(r["step"], r[metric]) for r in records if metric in r and math.isfinite(r[metric])]
+    if not points:
+        return np.zeros(0), np.zeros(0)
+    steps, values = np.asarray(points, dtype=float).T
+    return steps, values
+
+
+def mean_and_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interpolate every seed onto the steps all of them cover; mean and 95 % t-interval of the mean."""
+    if len(curves) == 1:
+        steps, values = curves[0]
+        return steps, values, np.zeros_like(values)
+    low, high = max(s[0] for s, _ in curves), min(s[-1] for s, _ in curves)
+    if high <= low:
+        raise ValueError("the runs' step ranges do not overlap; plot them separately.")
+    grid = np.linspace(low, high, GRID_POINTS)
+    stacked = np.stack([np.interp(grid, steps, values) for steps, values in curves])  # [seeds, points]
+    n = stacked.shape[0]
+    half_width = t_quantile(n - 1) * stacked.std(axis=0, ddof=1) / math.sqrt(n)
+    return grid, stacked.mean(axis=0), half_width
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def _metric_for(runs: list[Run], metric: str) -> str:
+    """``metric`` if the runs logged it, else the first fallback they all logged."""
+    records = [read_metrics(run.path) for run in runs]
+    for candidate in (metric, *FALLBACK_METRICS):
+        if all(curve(r, candidate)[0].size for r in records):
+            return candidate
+    raise ValueError(
+        f"runs {[str(r.path) for r in runs]} did not log {metric!r}; pass --metric with a name from their "
+        "metrics.jsonl."
+    )
+
+
+def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_RETURN) -> list[Path]:
+    """One PNG per env: per algorithm, every seed thin and the mean with its 95 % band."""
+    plt = _matplotlib()
+    from matplotlib.ticker import EngFormatter
+
+    by_env: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_env[run.env][run.algorithm].append(run)
+    written = []
+    for env, by_algorithm in sorted(by_env.items()):
+        figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+        shown_metrics = set()
+        for index, (algorithm, group) in enumerate(sorted(by_algorithm.items())):
+            group_metric = _metric_for(group, metric)
+            shown_metrics.add(group_metric)
+            colour = f"C{index}"
+            curves = [curve(read_metrics(run.path), group_metric) for run in group]
+            for steps, values in curves:
+                axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
+            grid, mean, half_width = mean_and_band(curves)
+            label = f"{algorithm} ({len(group)} seed{'s' if len(group) > 1 else ''})"
+            axes.plot(grid, mean, color=colour, linewidth=2, label=label)
+            if len(group) > 1:
+                axes.fill_between(
+                    grid,
+                    mean - half_width,
+                    mean + half_width,
+                    color=colour,
+                    alpha=0.2,
+                    linewidth=0,
+                    label=f"{algorithm}: 95% CI of the mean",
+                )
+            optimum = _optimum(group)
+            if optimum is not None and group_metric == "value/exact_value":
+                axes.axhline(
+                    optimum, color=colour, linestyle="--", linewidth=1, label="best stationary policy"
+                )
+        axes.set_title(f"{env}: learning curves")
+        axes.set_xlabel("environment steps")
+        axes.xaxis.set_major_formatter(EngFormatter(sep=""))
+        axes.set_ylabel(", ".join(sorted(shown_metrics)))
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+        figure.tight_layout()
+        metric_names = "+".join(name.replace("/", "-") for name in sorted(shown_metrics))
+        path = out_dir / f"{_slug(env)}-{_slug(metric_names)}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _optimum(group: list[Run]) -> float | None:
+    values = [run.state.get("result", {}).get("optimum_stationary") for run in group]
+    return float(values[0]) if values and values[0] is not None else None
+
+
+def _is_frozen_lake(run: Run) -> bool:
+    return run.algorithm in TABULAR_ALGORITHMS and run.env.split("/")[-1].startswith("FrozenLake")
+
+
+def plot_frozen_lake(run: Run, out_dir: Path) -> Path:
+    """Learned greedy policy | an optimal stationary policy | exact values of the learned policy."""
+    from rlcode.tabular import planning
+    from rlcode.tabular.envs import episode_horizon, transition_table
+    from rlcode.tabular.td_learning import greedy_policy
+    from rlcode.tabular.train import load_run, make_env
+
+    config, q = load_run(run.path)
+    env = make_env(config)
+    table, horizon = transition_table(env), episode_horizon(env)
+    if table is None:
+        raise ValueError(
+            f"{run.env} has no transition table (env.unwrapped.P); cannot draw its exact values."
+        )
+    desc = np.asarray(env.unwrapped.desc).astype(str)  # [rows, cols] of S/F/H/G
+    env.close()
+    learned = greedy_policy(q)
+    best = planning.optimum(table, 1.0, horizon)
+    values = planning.evaluate_policy(table, learned, 1.0, horizon)  # [S] exact, under the time limit
+    learned_value = planning.start_value(table, values)
+
+    plt = _matplotlib()
+    rows, cols = desc.shape
+    size = 3.2 if rows <= 4 else 4.2
+    figure, axes = plt.subplots(1, 3, figsize=(3 * size + 1.2, size + 1.1), dpi=120, layout="constrained")
+    differs = learned != best.policy
+    _draw_policy(axes[0], desc, learned, differs, f"learned greedy policy\nexact value {learned_value:.4f}")
+    _draw_policy(
+        axes[1], desc, best.policy, differs, f"optimal stationary policy\nexact value {best.stationary:.4f}"
+    )
+    limit = f" ({horizon}-step limit)" if horizon else ""
+    _draw_values(figure, axes[2], desc, values, f"exact state values of the\nlearned policy{limit}")
+    slippery = "slippery" if config.slippery else "not slippery"
+    title = f"{run.algorithm} on {run.env} {rows}x{cols}, {slippery}: {run.path.name}"
+    if differs.any():
+        title += "\norange squares: the policies differ there (ties can make both optimal)"
+    figure.suptitle(title, fontsize=10)
+    path = out_dir / f"{_slug(run.path.name)}-policy.png"
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _draw_map(axes: Any, desc: np.ndarray, letters: bool = True) -> None:
+    from matplotlib.patches import Rectangle
+
+    rows, cols = desc.shape
+    for r in range(rows):
+        for c in range(cols):
+            axes.add_patch(Rectangle((c, r), 1, 1, facecolor=TILE_COLOURS[desc[r, c]], edgecolor="white"))
+            if letters and desc[r, c] in "SG":
+                axes.text(c + 0.1, r + 0.22, desc[r, c], fontsize=8, fontweight="bold", color="#333333")
+    axes.set_xlim(0, cols)
+    axes.set_ylim(rows, 0)  # row 0 at the top, as gymnasium draws the lake
+    axes.set_aspect("equal")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def _draw_policy(axes: Any, desc: np.ndarray, policy: np.ndarray, differs: np.ndarray, title: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    _draw_map(axes, desc)
+    rows, cols = desc.shape
+    for state, action in enumerate(policy):
+        r, c = divmod(state, cols)
+        if desc[r, c] in "HG":  # terminal: no action is ever taken there
+            continue
+        if differs[state]:
+            axes.add_patch(
+                Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, edgecolor="#f28e2b", linewidth=2)
+            )
+        dx, dy = ARROWS[int(action)]
+        axes.annotate(
+            "",
+            xy=(c + 0.5 + 0.3 * dx, r + 0.5 + 0.3 * dy),
+            xytext=(c + 0.5 - 0.3 * dx, r + 0.5 - 0.3 * dy),
+            arrowprops={"arrowstyle": "-|>", "color": "#1f3b57", "linewidth": 1.8},
+        )
+    axes.set_title(title, fontsize=9)
+
+
+def _draw_values(figure: Any, axes: Any, desc: np.ndarray, values: np.ndarray, title: str) -> None:
+    """Heat map of the values of non-terminal states; holes and goals keep their map colours."""
+    rows, cols = desc.shape
+    terminal = np.isin(desc, ["H", "G"])
+    grid = np.ma.masked_array(values.reshape(rows, cols), mask=terminal)
+    _draw_map(axes, desc, letters=False)
+    top = max(1e-9, float(grid.max()))
+    image = axes.imshow(grid, cmap="viridis", vmin=0.0, vmax=top, extent=(0, cols, rows, 0), zorder=2)
+    for r in range(rows):
+        for c in range(cols):
+            if terminal[r, c]:
+                axes.text(
+                    c + 0.5,
+                    r + 0.5,
+                    desc[r, c],
+                    ha="center",
+                    va="center",
+                    color="white" if desc[r, c] == "H" else "#1b4d1b",
+                    zorder=3,
+                )
+                continue
+            colour = "white" if grid[r, c] < 0.6 * top else "black"
+            size = 8 if cols <= 4 else 6
+            axes.text(
+                c + 0.5,
+                r + 0.5,
+                f"{grid[r, c]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=size,
+                color=colour,
+                zorder=3,
+            )
+    axes.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+
+
+def plot_runs(
+    run_dirs: list[str | Path], out_dir: str | Path | None = None, metric: str = EPISODE_RETURN
+) -> list[Path]:
+    """Write every figure for ``run_dirs`` into ``out_dir`` (default: the first run's parent); return paths."""
+    if not run_dirs:
+        raise ValueError("pass at least one run directory.")
+    runs = [read_run(run_dir) for run_dir in run_dirs]  # raises before anything is drawn
+    for run in runs:
+        if not (run.path / "metrics.jsonl").is_file():
+            raise FileNotFoundError(
+                f"{str(run.path)!r} has no metrics.jsonl; it was not written by `rlcode train`."
+            )
+    out = Path(out_dir) if out_dir is not None else runs[0].path.parent / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    written = plot_learning_curves(runs, out, metric)
+    written += [plot_frozen_lake(run, out) for run in runs if _is_frozen_lake(run)]
+    return written

@@ -1,0 +1,115 @@
+"""rlcode plot: learning curves with a band across seeds, FrozenLake policy figures, errors before drawing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
+from rlcode.cli import main  # noqa: E402
+from rlcode.metrics import EPISODE_RETURN, MetricsLogger  # noqa: E402
+from rlcode.plots import T_975, mean_and_band, plot_runs, read_run, t_quantile  # noqa: E402
+
+
+def fake_run(path: Path, algorithm: str, env_id: str, returns: list[float], every: int = 1000) -> Path:
+    """A run directory as `rlcode train` leaves it: checkpoint (config + state) and metrics.jsonl."""
+    checkpoint = Checkpoint(config={"env_id": env_id, "seed": 0}, tensors={"model": {"w": np.zeros(1)}})
+    checkpoint.state["algorithm"] = algorithm
+    save_checkpoint(path, checkpoint)
+    with MetricsLogger(path, quiet=True) as logger:
+        for index, value in enumerate(returns):
+            logger.log((index + 1) * every, {EPISODE_RETURN: value, "loss/policy": 0.1})
+    return path
+
+
+def _image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def test_mean_and_band_match_a_hand_computation():
+    steps = np.array([0.0, 10.0, 20.0])
+    curves = [
+        (steps, np.array([1.0, 2.0, 3.0])),
+        (steps, np.array([3.0, 4.0, 9.0])),
+        (steps, np.array([2.0, 6.0, 6.0])),
+    ]
+    grid, mean, half_width = mean_and_band(curves)
+    assert grid[0] == 0 and grid[-1] == 20
+    at_end = [3.0, 9.0, 6.0]
+    assert mean[-1] == pytest.approx(6.0)
+    sample_std = math.sqrt(sum((x - 6.0) ** 2 for x in at_end) / 2)
+    assert half_width[-1] == pytest.approx(4.303 * sample_std / math.sqrt(3))
+    assert mean[len(mean) // 2] == pytest.approx(4.0, abs=0.05)  # step 10: (2 + 4 + 6) / 3, interpolated grid
+
+
+def test_band_covers_only_the_steps_all_seeds_reached():
+    short = (np.array([0.0, 50.0]), np.array([0.0, 1.0]))
+    long = (np.array([10.0, 100.0]), np.array([0.0, 1.0]))
+    grid, _, _ = mean_and_band([short, long])
+    assert grid[0] == 10 and grid[-1] == 50
+
+
+def test_t_quantiles():
+    assert t_quantile(1) == T_975[1] and t_quantile(11) == T_975[10] and t_quantile(100) == 1.96
+
+
+def test_learning_curves_per_env_with_seeds_grouped(tmp_path):
+    runs = [
+        fake_run(tmp_path / f"ppo-{seed}", "ppo", "CartPole-v1", [10 + seed, 100 + 5 * seed, 400])
+        for seed in range(3)
+    ]
+    runs.append(fake_run(tmp_path / "a2c-0", "a2c", "CartPole-v1", [20, 50, 90, 200]))
+    runs.append(fake_run(tmp_path / "ppo-acrobot", "ppo", "Acrobot-v1", [-500, -200, -90]))
+    written = plot_runs(runs, tmp_path / "plots")
+    names = sorted(path.name for path in written)
+    assert names == ["Acrobot-v1-rollout-episode_return.png", "CartPole-v1-rollout-episode_return.png"]
+    pixels = _image(tmp_path / "plots" / "CartPole-v1-rollout-episode_return.png")
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    blue, orange = np.array([31, 119, 180]), np.array([255, 127, 14])  # matplotlib C0 (a2c) and C1 (ppo)
+    assert (np.abs(pixels.astype(int) - blue).sum(-1) < 30).any()
+    assert (np.abs(pixels.astype(int) - orange).sum(-1) < 30).any()
+
+
+def test_metric_flag_and_missing_metric(tmp_path):
+    run = fake_run(tmp_path / "run", "ppo", "CartPole-v1", [1, 2, 3])
+    (path,) = plot_runs([run], tmp_path / "out", metric="loss/policy")
+    assert path.name == "CartPole-v1-loss-policy.png"
+    with pytest.raises(ValueError, match="did not log 'loss/nothing'"):
+        plot_runs([run], tmp_path / "out", metric="loss/nothing")
+
+
+def test_not_a_run_directory_fails_before_drawing(tmp_path):
+    good = fake_run(tmp_path / "run", "ppo", "CartPole-v1", [1, 2])
+    with pytest.raises(CheckpointError, match="not a finished run directory"):
+        plot_runs([good, tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_run_accepts_the_checkpoint_folder(tmp_path):
+    run = fake_run(tmp_path / "run", "ppo", "CartPole-v1", [1])
+    assert read_run(run / "checkpoint").path == run
+    assert (read_run(run).algorithm, read_run(run).env) == ("ppo", "CartPole-v1")
+
+
+def test_frozen_lake_policy_figure_from_a_real_run(tmp_path):
+    from rlcode.tabular.config import QLearningConfig
+    from rlcode.tabular.train import train
+
+    run_dir = tmp_path / "ql"
+    train(QLearningConfig(episodes=3000, log_points=4, eval_episodes=10), run_dir=run_dir, quiet=True)
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "plots")]) == 0
+    policy = _image(tmp_path / "plots" / "ql-policy.png")
+    curves = _image(tmp_path / "plots" / "FrozenLake-v1-value-exact_value.png")  # tabular runs fall back
+    assert policy.shape[1] > 2 * policy.shape[0]  # three panels side by side
+    hole = np.array([0x30, 0x47, 0x5E])
+    assert (np.abs(policy.astype(int) - hole).sum(-1) < 10).sum() > 1000  # the holes are drawn
+    assert curves.std() > 0
