@@ -141,6 +141,12 @@ def render_model_card(
     return "\n".join(sections)
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a sibling temp file, fsync, then rename over ``path``: readers never see half a file."""
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -149,6 +155,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, _default_mode())  # mkstemp makes 0600 files; a card is for sharing
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

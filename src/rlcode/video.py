@@ -19,6 +19,12 @@ import numpy as np
 VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _check_writer(suffix: str) -> None:
     """Fail before rendering anything when the library for ``suffix`` is missing."""
     try:
@@ -138,6 +144,7 @@ def record_video(
     temp = Path(temp_name)
     try:
         write(_frames(env, act, episodes, seed), temp, fps)
+        os.chmod(temp, _default_mode())  # mkstemp makes 0600 files
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
