@@ -67,18 +67,18 @@ def test_truncation_bootstraps_but_termination_does_not():
 def test_greedy_ties_are_broken_uniformly():
     q = np.array([[1.0, 3.0, 3.0, 3.0]])
     rng = fast.seed_stream(7)
-    counts = np.bincount([fast.greedy_action(q, 0, rng) for _ in range(30_000)], minlength=4)
+    counts = np.bincount([fast.choose_action(q, 0, 0.0, rng) for _ in range(30_000)], minlength=4)
     assert counts[0] == 0
     assert np.abs(counts[1:] / 30_000 - 1 / 3).max() < 0.01
 
 
 def test_uniform_stream_is_uniform_and_seeded():
     rng = fast.seed_stream(123)
-    draws = np.array([fast.next_uniform(rng) for _ in range(100_000)])
+    draws = np.array([fast.uniform(rng) for _ in range(100_000)])
     assert 0.0 <= draws.min() and draws.max() < 1.0
     assert abs(draws.mean() - 0.5) < 0.005
     again = fast.seed_stream(123)
-    assert [fast.next_uniform(again) for _ in range(5)] == list(draws[:5])
+    assert [fast.uniform(again) for _ in range(5)] == list(draws[:5])
     assert not np.array_equal(fast.seed_stream(124), fast.seed_stream(123))
 
 
@@ -115,8 +115,8 @@ def _next_state_counts_env(env, state: int, action: int, n: int) -> np.ndarray:
 
 
 def _next_state_counts_table(table, state: int, action: int, n: int, seed: int) -> np.ndarray:
-    rng, cumulative = fast.seed_stream(seed), table.cumulative[state, action]
-    picks = [fast.sample_index(cumulative, int(table.outcome_counts[state, action]), rng) for _ in range(n)]
+    picks = fast.sample_indices(table.cumulative[state, action], int(table.outcome_counts[state, action]), n,
+                                fast.seed_stream(seed))
     return np.bincount(table.next_states[state, action][picks], minlength=table.n_states)
 
 

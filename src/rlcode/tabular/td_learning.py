@@ -74,20 +74,20 @@ def run_env_episodes(q: np.ndarray, env: Any, algorithm: str, gamma: float, epsi
         progress = (first_episode + episode) / total_episodes
         eps, alpha = epsilon(progress), learning_rate(progress)
         state, _ = env.reset(seed=seed if episode == 0 and first_episode == 0 else None)
-        action = fast.epsilon_greedy(q, int(state), eps, rng)
+        action = fast.choose_action(q, int(state), eps, rng)
         total, steps, done = 0.0, 0, False
         while not done:
             next_state, reward, terminated, truncated, _ = env.step(action)
             next_state, steps, done = int(next_state), steps + 1, terminated or truncated
             next_action = 0
             if code == fast.SARSA and not terminated:
-                next_action = fast.epsilon_greedy(q, next_state, eps, rng)
+                next_action = fast.choose_action(q, next_state, eps, rng)
             fast.td_update(q, int(state), action, float(reward), next_state, bool(terminated), alpha, gamma,
                            code, eps, next_action)
             total += float(reward)
             updates += 1
             if code != fast.SARSA and not done:
-                next_action = fast.epsilon_greedy(q, next_state, eps, rng)
+                next_action = fast.choose_action(q, next_state, eps, rng)
             state, action = next_state, next_action
         returns[episode], lengths[episode] = total, steps
     return updates, returns, lengths
