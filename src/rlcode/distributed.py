@@ -40,19 +40,39 @@ def init_from_environment() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":  # before the group starts, so NCCL binds each process to its own GPU
+        torch.cuda.set_device(device())
     dist.init_process_group(backend=backend)
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
 
 
+def device() -> torch.device:
+    """This process's device: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _communication_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached copy on a device the backend can send: NCCL only moves CUDA tensors."""
+    copy = tensor.detach().clone().contiguous()
+    if dist.get_backend() == "nccl" and not copy.is_cuda:
+        copy = copy.to(device())
+    return copy
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum of ``tensor`` over all processes (a new tensor; the input is left untouched)."""
+    """Sum of ``tensor`` over all processes (a new tensor on the input's device; the input is untouched)."""
     if not is_distributed():
         return tensor
-    total = tensor.detach().clone()
+    total = _communication_copy(tensor)
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return total.to(tensor.device)
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
@@ -63,9 +83,10 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate equally shaped tensors from every process along dim 0, in rank order."""
     if not is_distributed():
         return tensor
-    parts = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(parts, tensor.detach().contiguous())
-    return torch.cat(parts, dim=0)
+    local = _communication_copy(tensor)
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(parts, local)
+    return torch.cat(parts, dim=0).to(tensor.device)
 
 
 def sum_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
