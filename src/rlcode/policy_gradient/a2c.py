@@ -11,10 +11,13 @@ import torch
 from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
-from rlcode.masked import masked_mean, masked_whiten
+from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig
 from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.rollout import valid_rows
+
+_KEYS = ("observations", "actions", "advantages", "returns")
 
 
 def prepare(batch: TensorBatch, config: A2CConfig) -> TensorBatch:
@@ -30,20 +33,16 @@ def update(
     policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: TensorBatch, config: A2CConfig
 ) -> dict[str, float]:
     """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
-    flat = batch.flatten()
-    mask = flat.mask
-    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions)
+    flat = valid_rows(batch, _KEYS)  # [N, ...]
+    with_entropy = config.entropy_coef > 0
+    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, with_entropy)
     advantages = flat.advantages
-    if config.normalize_advantages:
-        advantages = masked_whiten(advantages, mask)
-    policy_loss = policy_gradient_loss(log_probs, advantages, mask)
-    value_mse = masked_mean((values - flat.returns) ** 2, mask)
-    entropy_mean = masked_mean(entropy, mask)
-    loss = policy_loss + config.value_coef * value_mse - config.entropy_coef * entropy_mean
+    if config.normalize_advantages and len(advantages) > 1:
+        advantages = masked_whiten(advantages)
+    policy_loss = policy_gradient_loss(log_probs, advantages)
+    value_mse = (values - flat.returns).pow(2).mean()
+    loss = policy_loss + config.value_coef * value_mse
+    if entropy is not None:
+        loss = loss - config.entropy_coef * entropy.mean()
     grad_norm = gradient_step(list(policy.parameters()), optimizer, loss, config.max_grad_norm)
-    return {
-        "loss/policy": float(policy_loss),
-        "loss/value": float(value_mse),
-        "loss/entropy": float(entropy_mean),
-        "optim/grad_norm": float(grad_norm),
-    }
+    return {"loss/policy": policy_loss.item(), "loss/value": value_mse.item(), "optim/grad_norm": grad_norm.item()}

@@ -96,17 +96,17 @@ class ActorCritic(nn.Module):
         return output + self.log_std.exp() * noise
 
     def evaluate(
-        self, observations: torch.Tensor, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log π(a|s) [N], entropy [N], V(s) [N]) for given actions."""
+        self, observations: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(log π(a|s) [N], entropy [N] or None if not asked for, V(s) [N]) for given actions."""
         output, values = self._outputs(observations)
         if not self.continuous:
             log_probs = torch.log_softmax(output, dim=-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-            return log_probs, entropy_from_logits(output), values
+            return log_probs, entropy_from_logits(output) if with_entropy else None, values
         assert self.log_std is not None
         z = (actions - output) * torch.exp(-self.log_std)
         log_probs = (-0.5 * z.pow(2) - self.log_std - _LOG_SQRT_2PI).sum(dim=-1)
-        entropy = (0.5 + _LOG_SQRT_2PI + self.log_std).sum().expand(log_probs.shape)
+        entropy = (0.5 + _LOG_SQRT_2PI + self.log_std).sum().expand(log_probs.shape) if with_entropy else None
         return log_probs, entropy, values
 
     def forward(self, observations: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor]:

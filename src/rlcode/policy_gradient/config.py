@@ -108,9 +108,9 @@ def _check_int(config: Any, field_name: str, low: int) -> None:
 class ReinforceConfig(PolicyGradientConfig):
     """REINFORCE (Williams 1992): Monte-Carlo returns, optional learned baseline, entropy bonus."""
 
-    num_steps: int = doc_field(500, "steps per environment per rollout; steps of an episode unfinished at the end are dropped")
-    total_timesteps: int = doc_field(200_000, "environment steps to train for (all envs together)")
-    learning_rate: float = doc_field(2e-3, "optimizer step size at the start of training")
+    num_steps: int = doc_field(200, "steps per environment per rollout; steps of an episode unfinished at the end are dropped")
+    total_timesteps: int = doc_field(100_000, "environment steps to train for (all envs together)")
+    learning_rate: float = doc_field(5e-3, "optimizer step size at the start of training")
     lr_schedule: Literal["constant", "linear"] = doc_field("constant", "learning rate: constant, or linear to 0")
     gamma: float = doc_field(0.99, "discount factor")
     use_baseline: bool = doc_field(True, "subtract a learned state-value baseline V(s) from the returns")

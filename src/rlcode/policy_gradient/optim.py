@@ -8,10 +8,10 @@ import torch
 
 
 def make_optimizer(parameters: Sequence[torch.nn.Parameter], name: str, learning_rate: float, eps: float) -> torch.optim.Optimizer:
-    """Adam, or RMSprop with alpha=0.99 as SB3's A2C uses; foreach kernels batch the tiny tensors."""
+    """Adam (fused: one kernel for all tensors), or RMSprop with alpha=0.99 as SB3's A2C uses."""
     if name == "rmsprop":
         return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=0.99, eps=eps, foreach=True)
-    return torch.optim.Adam(parameters, lr=learning_rate, eps=eps, foreach=True)
+    return torch.optim.Adam(parameters, lr=learning_rate, eps=eps, fused=True)
 
 
 def scheduled(value: float, schedule: str, progress_remaining: float) -> float:

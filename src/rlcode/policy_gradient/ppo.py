@@ -11,12 +11,13 @@ import torch
 from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
 from rlcode.losses import approx_kl, clipped_surrogate_loss, value_loss
-from rlcode.masked import masked_mean, masked_whiten
+from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import PPOConfig
 from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.rollout import valid_rows
 
-_KEYS = ("observations", "actions", "old_log_probs", "values", "advantages", "returns", "mask")
+_KEYS = ("observations", "actions", "old_log_probs", "values", "advantages", "returns")
 
 
 def prepare(batch: TensorBatch, config: PPOConfig) -> TensorBatch:
@@ -38,14 +39,17 @@ def update(
 ) -> dict[str, float]:
     """num_epochs passes of minibatch steps; ``clip_range`` overrides config.clip_range (schedules)."""
     clip = config.clip_range if clip_range is None else clip_range
-    flat = TensorBatch({key: batch[key] for key in _KEYS}).flatten()  # [B*T, ...]
+    flat = valid_rows(batch, _KEYS)  # [N, ...], N <= B*T: autoreset steps dropped
     parameters = list(policy.parameters())
-    one_minibatch = config.minibatch_size == flat.size
+    # minibatch_size divides B*T; with a few rows dropped, split into as many near-equal minibatches
+    count = max(1, round(flat.size / config.minibatch_size))
     history: dict[str, list[torch.Tensor]] = {}
     stopped_early = False
     for _ in range(config.num_epochs):
-        # one minibatch per epoch needs no shuffle: the mean over all rows does not depend on order
-        minibatches = [flat] if one_minibatch else flat.minibatches(config.minibatch_size, generator)
+        if count == 1:  # one minibatch needs no shuffle: the mean over all rows does not depend on order
+            minibatches = [flat]
+        else:
+            minibatches = [flat[rows] for rows in torch.randperm(flat.size, generator=generator).tensor_split(count)]
         for minibatch in minibatches:
             stats = _minibatch_step(policy, optimizer, parameters, minibatch, config, clip)
             if stats is None:
@@ -70,25 +74,26 @@ def _minibatch_step(
     clip: float,
 ) -> dict[str, torch.Tensor] | None:
     """One clipped-surrogate gradient step; None when target_kl says to stop before it."""
-    mask = minibatch.mask
-    log_probs, entropy, values = policy.evaluate(minibatch.observations, minibatch.actions)
+    with_entropy = config.entropy_coef > 0
+    log_probs, entropy, values = policy.evaluate(minibatch.observations, minibatch.actions, with_entropy)
     advantages = minibatch.advantages
-    if config.normalize_advantages:
-        advantages = masked_whiten(advantages, mask)
-    policy_loss, surrogate = clipped_surrogate_loss(log_probs, minibatch.old_log_probs, advantages, clip, mask)
-    half_mse, value_clip_fraction = value_loss(values, minibatch.returns, minibatch["values"], config.value_clip_range, mask)
-    entropy_mean = masked_mean(entropy, mask)
-    kl = approx_kl(log_probs.detach(), minibatch.old_log_probs, mask)
-    if config.target_kl is not None and float(kl) > 1.5 * config.target_kl:
-        return None
+    if config.normalize_advantages and len(advantages) > 1:
+        advantages = masked_whiten(advantages)
+    policy_loss, surrogate = clipped_surrogate_loss(log_probs, minibatch.old_log_probs, advantages, clip)
+    half_mse, value_clip_fraction = value_loss(values, minibatch.returns, minibatch["values"], config.value_clip_range)
+    if config.target_kl is not None:
+        kl = approx_kl(log_probs.detach(), minibatch.old_log_probs)  # SB3's early-stop statistic (k3)
+        if float(kl) > 1.5 * config.target_kl:
+            return None
     # value_coef weights E[(V − R)²] as SB3's vf_coef does; losses.value_loss is ½E[(V − R)²]
-    loss = policy_loss + config.value_coef * 2.0 * half_mse - config.entropy_coef * entropy_mean
+    loss = policy_loss + config.value_coef * 2.0 * half_mse
+    if with_entropy:
+        loss = loss - config.entropy_coef * entropy.mean()
     grad_norm = gradient_step(parameters, optimizer, loss, config.max_grad_norm)
     return {
         "loss/policy": policy_loss.detach(),
         "loss/value": 2.0 * half_mse.detach(),
-        "loss/entropy": entropy_mean.detach(),
-        "policy/approx_kl": kl,
+        "policy/approx_kl": surrogate["approx_kl"],
         "policy/clip_fraction": surrogate["clip_fraction"],
         "value/clip_fraction": value_clip_fraction,
         "optim/grad_norm": grad_norm,

@@ -13,10 +13,13 @@ import torch
 from rlcode.advantages import discounted_returns
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
-from rlcode.masked import masked_mean, masked_whiten
+from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import ReinforceConfig
 from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.rollout import valid_rows
+
+_KEYS = ("observations", "actions", "advantages", "returns")
 
 
 def prepare(batch: TensorBatch, config: ReinforceConfig) -> TensorBatch:
@@ -34,27 +37,28 @@ def prepare(batch: TensorBatch, config: ReinforceConfig) -> TensorBatch:
 def update(
     policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: TensorBatch, config: ReinforceConfig
 ) -> dict[str, float]:
-    """One gradient step on the whole rollout; returns loss statistics."""
-    flat = batch.flatten()
-    mask = flat.mask
-    if float(mask.sum()) < 2:
-        return {"update/skipped": 1.0}
-    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions)
+    """One gradient step on every step of the rollout that has a return; returns loss statistics."""
+    used = float(batch.mask.mean())
+    flat = valid_rows(batch, _KEYS)  # [N, ...]
+    if flat.size < 2:
+        return {"update/skipped": 1.0, "update/used_fraction": used}
+    with_entropy = config.entropy_coef > 0
+    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, with_entropy)
     advantages = flat.advantages
     if config.normalize_advantages:
-        advantages = masked_whiten(advantages, mask)
-    policy_loss = policy_gradient_loss(log_probs, advantages, mask)
-    entropy_mean = masked_mean(entropy, mask)
-    loss = policy_loss - config.entropy_coef * entropy_mean
+        advantages = masked_whiten(advantages)
+    policy_loss = policy_gradient_loss(log_probs, advantages)
+    loss = policy_loss
+    if entropy is not None:
+        loss = loss - config.entropy_coef * entropy.mean()
     value_mse = torch.zeros(())
     if config.use_baseline:
-        value_mse = masked_mean((values - flat.returns) ** 2, mask)
+        value_mse = (values - flat.returns).pow(2).mean()
         loss = loss + config.value_coef * value_mse
     grad_norm = gradient_step(list(policy.parameters()), optimizer, loss, config.max_grad_norm)
     return {
-        "loss/policy": float(policy_loss),
-        "loss/value": float(value_mse),
-        "loss/entropy": float(entropy_mean),
-        "optim/grad_norm": float(grad_norm),
-        "update/used_fraction": float(mask.mean()),
+        "loss/policy": policy_loss.item(),
+        "loss/value": value_mse.item(),
+        "optim/grad_norm": grad_norm.item(),
+        "update/used_fraction": used,
     }

@@ -55,21 +55,22 @@ class RolloutCollector:
         truncated = np.empty((B, T), dtype=np.float32)
         mask = np.empty((B, T), dtype=np.float32)
         observation = self.observation
-        for t in range(T):
-            observations[:, t] = observation
-            mask[:, t] = ~self.autoreset
-            with torch.inference_mode():
-                action = self.policy.act(torch.from_numpy(observation), self.generator).numpy()
-            actions[:, t] = action
-            if self.continuous:
-                action = np.clip(action, self.action_low, self.action_high)
-            next_observation, reward, terms, truncs, _ = self.env.step(action)
-            done = terms | truncs
-            self._count_episodes(reward, done)
-            rewards[:, t] = self.normalizer.reward(np.asarray(reward, dtype=np.float64), done)
-            terminated[:, t], truncated[:, t] = terms, truncs
-            self.autoreset = done
-            observation = self._arrive(next_observation)
+        policy, env, normalizer, generator = self.policy, self.env, self.normalizer, self.generator
+        with torch.inference_mode():  # entered once: per-step context switches cost as much as an op
+            for t in range(T):
+                observations[:, t] = observation
+                mask[:, t] = ~self.autoreset
+                action = policy.act(torch.from_numpy(observation), generator).numpy()
+                actions[:, t] = action
+                if self.continuous:
+                    action = np.clip(action, self.action_low, self.action_high)
+                next_observation, reward, terms, truncs, _ = env.step(action)
+                done = terms | truncs
+                self._count_episodes(reward, done)
+                rewards[:, t] = normalizer.reward(np.asarray(reward, dtype=np.float64), done)
+                terminated[:, t], truncated[:, t] = terms, truncs
+                self.autoreset = done
+                observation = self._arrive(next_observation)
         self.observation = observation
         batch = TensorBatch(
             observations=torch.from_numpy(observations),  # [B, T, obs]
@@ -120,12 +121,27 @@ def with_policy_outputs(policy: ActorCritic, batch: TensorBatch, last_observatio
     B, T = batch.rewards.shape
     with torch.no_grad():
         observations = batch.observations.flatten(0, 1)  # [B*T, obs]
-        old_log_probs, _, values = policy.evaluate(observations, batch.actions.flatten(0, 1))
+        old_log_probs, entropy, values = policy.evaluate(observations, batch.actions.flatten(0, 1))
         last_values = policy.value(last_observations)  # [B]
+    assert entropy is not None
     values = values.view(B, T)
+    batch["entropy"] = entropy.view(B, T)
     following = torch.cat([values[:, 1:], last_values.unsqueeze(1)], dim=1)  # [B, T]
     batch["old_log_probs"] = old_log_probs.view(B, T)
     batch["values"] = values
     batch["next_values"] = following * (1.0 - batch.terminated)
     batch["continues"] = 1.0 - torch.maximum(batch.terminated, batch.truncated)
     return batch
+
+
+def valid_rows(batch: TensorBatch, keys: tuple[str, ...]) -> TensorBatch:
+    """``keys`` of a [B, T] batch flattened to [N, ...], keeping only rows with mask 1.
+
+    Dropping the autoreset steps (and, for REINFORCE, steps without a return) once here lets every
+    loss be a plain mean, as in SB3, instead of a masked one on every minibatch.
+    """
+    flat = TensorBatch({key: batch[key] for key in keys}).flatten()  # [B*T, ...]
+    mask = batch.mask.flatten()
+    if bool(mask.all()):
+        return flat
+    return flat[mask.nonzero().squeeze(1)]

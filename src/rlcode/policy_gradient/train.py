@@ -98,6 +98,7 @@ class PolicyGradientRun:
         else:
             stats = self.update_module.update(self.policy, self.optimizer, batch, config)
         self.updates += 1
+        stats["loss/entropy"] = float((batch.entropy * batch.mask).sum() / batch.mask.sum().clamp(min=1))
         stats["optim/learning_rate"] = learning_rate
         return stats
 
@@ -206,7 +207,7 @@ def _summarise(episodes: list[tuple[float, int]]) -> dict[str, float]:
 
 
 def train(
-    config: PolicyGradientConfig,
+    config: PolicyGradientConfig | None,
     run_dir: str | Path | None = None,
     quiet: bool = False,
     *,
@@ -215,15 +216,24 @@ def train(
 ) -> dict[str, Any]:
     """Train until total_timesteps, evaluate deterministically, save checkpoint and model card.
 
-    ``resume=True`` continues the checkpoint in ``run_dir`` (config from the checkpoint);
+    ``resume=True`` continues the checkpoint in ``run_dir`` (config None, or equal to the saved one);
     ``stop_after_updates`` saves and returns early once that many updates are done (in total).
     """
     from rlcode.configs import config_to_dict
     from rlcode.metrics import MetricsLogger
 
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    run = PolicyGradientRun.load(run_dir) if resume else PolicyGradientRun(config)
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the run to continue.")
+        run = PolicyGradientRun.load(run_dir)
+        if config is not None and config != run.config:
+            raise ValueError(f"the config given differs from the one saved in {run_dir}; pass config=None to resume.")
+    elif config is None:
+        raise ValueError("train() needs a config (or resume=True with a run_dir).")
+    else:
+        run = PolicyGradientRun(config)
     config = run.config
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     log_every = max(1, 1024 // config.rollout_size)  # about one record per thousand env steps
     next_eval = (run.timesteps // config.eval_every + 1) * config.eval_every if config.eval_every else None
     start = time.perf_counter()
