@@ -153,7 +153,9 @@ def test_local_pool_gives_the_serial_results(serial_sweep, tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.timeout(300)
 def test_ray_backend_gives_the_serial_results(serial_sweep, tmp_path: Path) -> None:
+    # Ray is in the test extra (~50 s to install, ~15 s here), so CI runs this; skipped only without Ray.
     pytest.importorskip("ray.tune", reason="Ray is optional: pip install 'rlcode[ray]'")
     ray_sweep = run_sweep(
         "qlearning",
