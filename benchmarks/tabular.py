@@ -121,7 +121,8 @@ def main() -> None:
     warm_up()
 
     results: dict[str, Any] = {"env": "FrozenLake-v1 4x4 slippery, 100-step limit", "repeats": args.repeats,
-                               "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+                               "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+                               "load_average_at_start": os.getloadavg()[0]}
     for loop in ("rlcode", "tutorial"):
         rates = [updates_per_second(loop, seed) for seed in range(args.repeats)]
         timed = [seconds_to_within_one_percent(loop, seed, args.cap) for seed in range(args.repeats)]

@@ -161,6 +161,14 @@ def test_reproducible_bit_for_bit(tmp_path):
     assert q_a.tobytes() != q_c.tobytes()
 
 
+def test_logging_cadence_does_not_change_the_run(tmp_path):
+    # the stream runs on across chunks and schedules read the global episode index
+    one = train(QLearningConfig(episodes=2000, log_points=1, eval_episodes=10), run_dir=tmp_path / "a", quiet=True)
+    many = train(QLearningConfig(episodes=2000, log_points=7, eval_episodes=10), run_dir=tmp_path / "b", quiet=True)
+    assert load_run(tmp_path / "a")[1].tobytes() == load_run(tmp_path / "b")[1].tobytes()
+    assert one["updates"] == many["updates"]
+
+
 def test_env_loop_is_reproducible_and_learns_deterministic_lake(tmp_path):
     config = QLearningConfig(slippery=False, episodes=400, backend="env", seed=3, eval_episodes=5)
     first = train(config, run_dir=tmp_path / "a", quiet=True)

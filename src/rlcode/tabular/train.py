@@ -53,72 +53,43 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
     from rlcode.metrics import MetricsLogger
 
     env = make_env(config)  # raises on non-discrete spaces before any work
-    table = None if config.backend == "env" else transition_table(env)
+    table = transition_table(env)
     if config.backend == "table" and table is None:
         raise ValueError(f"{config.env} has no transition table (env.unwrapped.P); use backend='auto' or 'env'.")
     horizon = episode_horizon(env)
-    if table is None and horizon is None:
+    sampler = table if config.backend != "env" else None  # where training transitions come from
+    if sampler is None and horizon is None:
         from gymnasium.wrappers import TimeLimit
 
         env = TimeLimit(env, NO_LIMIT_CAP)  # so that a policy that never terminates cannot hang training
     best = planning.optimum(table, 1.0, horizon) if table is not None else None
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    compile_seconds = warm_up() if table is not None else 0.0
+    compile_seconds = warm_up() if sampler is not None else 0.0
 
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
     rng = fast.seed_stream(config.seed)
     q = np.full((int(env.observation_space.n), int(env.action_space.n)), float(config.initial_q))  # [S, A]
-    epsilon, learning_rate = schedules(config)
     # step = TD updates (env steps), as in the other tiers; the episode count is logged beside it
-    logger = MetricsLogger(run_dir, quiet=quiet, config=config_to_dict(config), show=("train/episodes", "train/return_mean", "value/exact_value", "value/gap_percent"))
-    start, updates, done, within_one_percent = time.perf_counter(), 0, 0, None
-    episode_returns = []
-    for point in range(1, config.log_points + 1):
-        n_episodes = config.episodes * point // config.log_points - done
-        if n_episodes == 0:
-            continue
-        if table is not None:
-            chunk_updates, returns, lengths = run_table_episodes(
-                q, table, config.algorithm, config.gamma, epsilon, learning_rate, done, n_episodes,
-                config.episodes, horizon or NO_LIMIT_CAP, rng)
-        else:
-            chunk_updates, returns, lengths = run_env_episodes(
-                q, env, config.algorithm, config.gamma, epsilon, learning_rate, done, n_episodes,
-                config.episodes, rng, seed=config.seed)
-        updates, done = updates + chunk_updates, done + n_episodes
-        episode_returns.append(returns)
-        record = {"train/episodes": done, "train/return_mean": float(returns.mean()), "train/episode_length": float(lengths.mean()),
-                  "schedule/epsilon": epsilon(done / config.episodes),
-                  "schedule/learning_rate": learning_rate(done / config.episodes)}
-        if table is not None and best is not None:
-            current = exact_value(table, greedy_policy(q), horizon)
-            gap = planning.gap_percent(best.stationary, current)
-            record |= {"value/exact_value": current, "value/gap_percent": gap}
-            if within_one_percent is None and gap <= 1.0:
-                within_one_percent = time.perf_counter() - start
-        logger.log(updates, record)
-    train_seconds = time.perf_counter() - start
-    logger.close()
+    with MetricsLogger(run_dir, quiet=quiet, config=config_to_dict(config), show=(
+            "train/episodes", "train/return_mean", "value/exact_value", "value/gap_percent")) as logger:
+        progress = _td_loop(config, q, rng, env, sampler, table, horizon, best, logger)
     if not np.isfinite(q).all():
         raise RuntimeError("the Q-table holds non-finite values; lower learning_rate or initial_q. Nothing saved.")
 
     policy = greedy_policy(q)
     value: float | None = exact_value(table, policy, horizon) if table is not None else None
     sampled = sampled_returns(config, env, table, policy, horizon, config.eval_episodes, config.seed + 1)
-    result: dict[str, Any] = {
-        "algorithm": config.algorithm, "env": config.env, "horizon": horizon, "episodes": done,
-        "updates": updates, "train_seconds": train_seconds, "compile_seconds": compile_seconds,
-        "updates_per_second": updates / max(train_seconds, 1e-9), "exact_value": value,
+    result: dict[str, Any] = progress | {
+        "algorithm": config.algorithm, "env": config.env, "horizon": horizon, "compile_seconds": compile_seconds,
+        "exact_value": value,
         "optimum_stationary": best.stationary if best else None,
         "optimum_time_dependent": best.time_dependent if best else None,
         "optimum_infinite_horizon": best.infinite_horizon if best else None,
         "gap_percent": planning.gap_percent(best.stationary, value) if best and value is not None else None,
-        "seconds_to_within_1_percent": within_one_percent,
         "mean_return": float(sampled.mean()) if sampled.size else float("nan"),
         "std_return": float(sampled.std()) if sampled.size else float("nan"),
-        "eval_episodes": int(sampled.size), "train_return_mean": float(np.concatenate(episode_returns).mean()),
-        "run_dir": str(run_dir),
+        "eval_episodes": int(sampled.size), "run_dir": str(run_dir),
     }
     _save(run_dir, config, q, rng, result)
     env.close()
@@ -127,6 +98,40 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
 
         print_train_table(config, result)
     return result
+
+
+def _td_loop(config: TabularConfig, q: np.ndarray, rng: np.ndarray, env: Any, sampler: Any, table: Any,
+             horizon: int | None, best: planning.Optimum | None, logger: Any) -> dict[str, Any]:
+    """Run ``config.episodes`` episodes in ``log_points`` chunks, logging the exact value after each."""
+    epsilon, learning_rate = schedules(config)
+    start, updates, done, within_one_percent, returns_sum = time.perf_counter(), 0, 0, None, 0.0
+    for point in range(1, config.log_points + 1):
+        n_episodes = config.episodes * point // config.log_points - done
+        if n_episodes == 0:
+            continue
+        if sampler is not None:
+            chunk_updates, returns, lengths = run_table_episodes(
+                q, sampler, config.algorithm, config.gamma, epsilon, learning_rate, done, n_episodes,
+                config.episodes, horizon or NO_LIMIT_CAP, rng)
+        else:
+            chunk_updates, returns, lengths = run_env_episodes(
+                q, env, config.algorithm, config.gamma, epsilon, learning_rate, done, n_episodes,
+                config.episodes, rng, seed=config.seed)
+        updates, done, returns_sum = updates + chunk_updates, done + n_episodes, returns_sum + float(returns.sum())
+        record = {"train/episodes": done, "train/return_mean": float(returns.mean()),
+                  "train/episode_length": float(lengths.mean()), "schedule/epsilon": epsilon(done / config.episodes),
+                  "schedule/learning_rate": learning_rate(done / config.episodes)}
+        if table is not None and best is not None:
+            current = exact_value(table, greedy_policy(q), horizon)
+            gap = planning.gap_percent(best.stationary, current)
+            record |= {"value/exact_value": current, "value/gap_percent": gap}
+            if within_one_percent is None and gap <= 1.0:
+                within_one_percent = time.perf_counter() - start
+        logger.log(updates, record)
+    seconds = time.perf_counter() - start
+    return {"episodes": done, "updates": updates, "train_seconds": seconds,
+            "updates_per_second": updates / max(seconds, 1e-9), "seconds_to_within_1_percent": within_one_percent,
+            "train_return_mean": returns_sum / max(done, 1)}
 
 
 def sampled_returns(config: TabularConfig, env: Any, table: Any, policy: np.ndarray, horizon: int | None,
