@@ -64,6 +64,19 @@ def test_truncation_bootstraps_but_termination_does_not():
     assert q[0, 0] == 1.0
 
 
+@pytest.mark.parametrize("backend", ["table", "env"])
+def test_time_limit_truncation_bootstraps_on_both_paths(tmp_path, backend):
+    # One 1-step episode from state 0 of the solid 4x4 lake: every move lands on a non-terminal state,
+    # the 1-step TimeLimit truncates, and the target must be 0 + γ·max Q(s') = 0.5 * 5, not 0.
+    config = QLearningConfig(slippery=False, max_episode_steps=1, initial_q=5.0, gamma=0.5, learning_rate=1.0,
+                             learning_rate_decay="constant", epsilon_start=0.0, epsilon_end=0.0, episodes=1,
+                             log_points=1, eval_episodes=1, backend=backend)
+    train(config, run_dir=tmp_path, quiet=True)
+    q = load_run(tmp_path)[1]
+    assert sorted(q[0]) == [2.5, 5.0, 5.0, 5.0]
+    assert (q[1:] == 5.0).all()
+
+
 def test_greedy_ties_are_broken_uniformly():
     q = np.array([[1.0, 3.0, 3.0, 3.0]])
     rng = fast.seed_stream(7)
