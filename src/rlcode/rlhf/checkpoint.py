@@ -45,6 +45,8 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
             "ppo": config_to_dict(trainer.config),
             "model": trainer.model.config.to_dict(),
             "summary_dropout_prob": trainer.model.summary_dropout_prob,
+            # the attention kernel changes float results; rebuild the model with the same one
+            "attn_implementation": getattr(trainer.model.config, "_attn_implementation", None),
         },
         tensors={
             "model": _untied(trainer.model.state_dict()),
@@ -67,14 +69,15 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
     return save_checkpoint(directory, checkpoint)
 
 
-def _model_from_config(data: dict[str, Any], dropout: float) -> nn.Module:
+def _model_from_config(data: dict[str, Any], dropout: float, attention: str | None) -> nn.Module:
     from transformers import AutoConfig
 
     from rlcode.rlhf.value_head import CausalLMWithValueHead
 
-    data = dict(data)
+    data = {k: v for k, v in data.items() if k != "_attn_implementation_autoset"}
     config = AutoConfig.for_model(data.pop("model_type"), **data)
-    return CausalLMWithValueHead.from_config(config, summary_dropout_prob=dropout)
+    kwargs = {"attn_implementation": attention} if attention else {}
+    return CausalLMWithValueHead.from_config(config, summary_dropout_prob=dropout, **kwargs)
 
 
 def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
@@ -86,13 +89,14 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
     checkpoint = load_checkpoint(directory, framework="torch")
     config = config_from_dict(PPOConfig, checkpoint.config["ppo"], source=str(directory))
     dropout = checkpoint.config["summary_dropout_prob"]
+    attention = checkpoint.config.get("attn_implementation")
     if model is None:
-        model = _model_from_config(checkpoint.config["model"], dropout)
+        model = _model_from_config(checkpoint.config["model"], dropout, attention)
     if not isinstance(model, CausalLMWithValueHead):
         model = CausalLMWithValueHead(model, summary_dropout_prob=dropout)
     model.load_state_dict(checkpoint.tensors["model"])
     if ref_model is None:
-        ref_model = _model_from_config(checkpoint.config["model"], dropout)
+        ref_model = _model_from_config(checkpoint.config["model"], dropout, attention)
     if not isinstance(ref_model, CausalLMWithValueHead):
         ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
     ref_model.load_state_dict(checkpoint.tensors["ref_model"])

@@ -176,8 +176,9 @@ class CausalLMWithValueHead(nn.Module):
         try:
             with torch.no_grad():
                 ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0) % self.vocab_size
-                full = model(input_ids=ids, use_cache=False).logits.float()
-                split = head(base(input_ids=ids, use_cache=False)[0]).float()
+                mask = torch.ones_like(ids)
+                full = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+                split = head(base(input_ids=ids, attention_mask=mask, use_cache=False)[0]).float()
             return full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-4)
         except Exception:  # an unusual model: fall back to the plain forward
             return False

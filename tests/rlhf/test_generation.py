@@ -1,0 +1,35 @@
+import torch
+
+from rlcode.rlhf import PPOConfig, PPOTrainer
+from rlcode.rlhf.generation import _strip
+
+from .conftest import make_model
+
+
+def test_generate_equals_per_query_greedy_generation():
+    model = make_model(summary_dropout_prob=0.0)
+    trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=4), model)
+    queries = [torch.tensor([5, 9, 11]), torch.tensor([7]), torch.tensor([3, 4, 5, 6, 8]), torch.tensor([10, 12])]
+    kwargs = dict(max_new_tokens=6, do_sample=False)
+    responses = trainer.generate(queries, **kwargs)
+    for query, response in zip(queries, responses):
+        alone = model.pretrained_model.generate(query[None], pad_token_id=0, eos_token_id=2, **kwargs)[0]
+        alone = alone[len(query):]
+        if (alone == 2).any():
+            alone = alone[: int((alone == 2).nonzero()[0]) + 1]
+        assert torch.equal(response, alone)
+    with_prompt = trainer.generate(queries, return_prompt=True, batch_size=3, **kwargs)
+    for query, response, full in zip(queries, responses, with_prompt):
+        assert torch.equal(full, torch.cat([query, response]))
+    single = trainer.generate(queries[0], **kwargs)
+    assert torch.equal(single, responses[0])
+
+
+def test_strip_cuts_after_the_first_eos_and_drops_padding():
+    eos = 2
+    generated = torch.tensor([[5, 6, 2, 0, 0], [5, 2, 2, 2, 2], [7, 8, 9, 10, 11]])
+    queries = [torch.tensor([1]), torch.tensor([1, 1]), torch.tensor([3])]
+    rows = _strip(generated, queries, eos, return_prompt=False)
+    assert [r.tolist() for r in rows] == [[5, 6, 2], [5, 2], [7, 8, 9, 10, 11]]
+    rows = _strip(generated, queries, eos, return_prompt=True)
+    assert rows[1].tolist() == [1, 1, 5, 2]
