@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ pytest.importorskip("matplotlib")
 from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
 from rlcode.cli import main  # noqa: E402
 from rlcode.metrics import EPISODE_RETURN, MetricsLogger  # noqa: E402
-from rlcode.plots import T_975, mean_and_band, plot_runs, read_run, t_quantile  # noqa: E402
+from rlcode.plots import GRID_POINTS, bootstrap_band, mean_and_band, plot_runs, read_run  # noqa: E402
 
 
 def fake_run(path: Path, algorithm: str, env_id: str, returns: list[float], every: int = 1000) -> Path:
@@ -35,31 +34,46 @@ def _image(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def test_mean_and_band_match_a_hand_computation():
+def test_bootstrap_band_matches_a_naive_loop():
+    stacked = np.array(
+        [[1.0, 2.0, 3.0], [3.0, 4.0, 9.0], [2.0, 6.0, 6.0], [0.0, 5.0, 4.0]]
+    )  # [seeds, points]
+    low, high = bootstrap_band(stacked, resamples=500, seed=7)
+    picks = np.random.default_rng(7).integers(0, 4, size=(500, 4))
+    for point in range(3):
+        means = sorted(sum(stacked[seed, point] for seed in row) / 4 for row in picks)
+        assert low[point] == pytest.approx(np.percentile(means, 2.5))
+        assert high[point] == pytest.approx(np.percentile(means, 97.5))
+        assert (
+            stacked[:, point].min()
+            <= low[point]
+            <= stacked[:, point].mean()
+            <= high[point]
+            <= stacked[:, point].max()
+        )
+
+
+def test_mean_and_band_interpolate_onto_one_grid():
     steps = np.array([0.0, 10.0, 20.0])
     curves = [
         (steps, np.array([1.0, 2.0, 3.0])),
         (steps, np.array([3.0, 4.0, 9.0])),
         (steps, np.array([2.0, 6.0, 6.0])),
     ]
-    grid, mean, half_width = mean_and_band(curves)
-    assert grid[0] == 0 and grid[-1] == 20
-    at_end = [3.0, 9.0, 6.0]
-    assert mean[-1] == pytest.approx(6.0)
-    sample_std = math.sqrt(sum((x - 6.0) ** 2 for x in at_end) / 2)
-    assert half_width[-1] == pytest.approx(4.303 * sample_std / math.sqrt(3))
-    assert mean[len(mean) // 2] == pytest.approx(4.0, abs=0.05)  # step 10: (2 + 4 + 6) / 3, interpolated grid
+    grid, mean, low, high = mean_and_band(curves)
+    assert grid[0] == 0 and grid[-1] == 20 and len(grid) == GRID_POINTS
+    assert mean[-1] == pytest.approx(6.0) and mean[0] == pytest.approx(2.0)
+    assert np.interp(10.0, grid, mean) == pytest.approx(4.0)  # (2 + 4 + 6) / 3
+    assert (low <= mean + 1e-12).all() and (mean <= high + 1e-12).all()
+    one = mean_and_band(curves[:1])
+    assert (one[2] == one[1]).all() and (one[3] == one[1]).all()  # a single seed has no band
 
 
 def test_band_covers_only_the_steps_all_seeds_reached():
     short = (np.array([0.0, 50.0]), np.array([0.0, 1.0]))
     long = (np.array([10.0, 100.0]), np.array([0.0, 1.0]))
-    grid, _, _ = mean_and_band([short, long])
+    grid, _, _, _ = mean_and_band([short, long])
     assert grid[0] == 10 and grid[-1] == 50
-
-
-def test_t_quantiles():
-    assert t_quantile(1) == T_975[1] and t_quantile(11) == T_975[10] and t_quantile(100) == 1.96
 
 
 def test_learning_curves_per_env_with_seeds_grouped(tmp_path):
@@ -113,3 +127,26 @@ def test_frozen_lake_policy_figure_from_a_real_run(tmp_path):
     hole = np.array([0x30, 0x47, 0x5E])
     assert (np.abs(policy.astype(int) - hole).sum(-1) < 10).sum() > 1000  # the holes are drawn
     assert curves.std() > 0
+
+
+def test_runs_that_differ_beyond_the_seed_are_separate_curves(tmp_path):
+    from rlcode.plots import group_runs
+
+    runs = []
+    for seed, rate in [(0, 0.001), (1, 0.001), (0, 0.01)]:
+        path = fake_run(tmp_path / f"run-{seed}-{rate}", "ppo", "CartPole-v1", [1, 2])
+        run = read_run(path)
+        runs.append(
+            type(run)(
+                run.path,
+                run.algorithm,
+                run.env,
+                {**run.config, "seed": seed, "learning_rate": rate},
+                run.state,
+            )
+        )
+    grouped = group_runs(runs)
+    assert {label: len(group) for label, group in grouped["CartPole-v1"].items()} == {
+        "ppo learning_rate=0.001": 2,
+        "ppo learning_rate=0.01": 1,
+    }

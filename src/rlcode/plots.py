@@ -2,9 +2,10 @@
 
 Runs are grouped by environment and algorithm (read from ``checkpoint/config.json`` and
 ``state.json``); each environment gets one figure with, per algorithm, the mean curve over seeds
-and a 95 % confidence band (Student t over seeds, on a common step grid). Tabular FrozenLake runs
-also get the map with the learned greedy policy beside an optimal stationary one, and the exact
-state values of the learned policy as a heat map. matplotlib runs with the Agg backend (no display).
+and a 95 % bootstrap confidence band of that mean (seeds resampled, on a common step grid).
+Tabular FrozenLake runs also get the map with the learned greedy policy beside an optimal
+stationary one, and the exact state values of the learned policy as a heat map. matplotlib runs
+with the Agg backend (no display).
 """
 
 from __future__ import annotations
@@ -25,23 +26,8 @@ TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
 # Tabular runs log the exact value of their greedy policy; used when the asked metric is missing.
 FALLBACK_METRICS = ("value/exact_value", "train/return_mean", "eval/mean_return")
 GRID_POINTS = 200
-# Two-sided 97.5 % Student t quantiles by degrees of freedom; 1.96 beyond the table.
-T_975 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    12: 2.179,
-    15: 2.131,
-    20: 2.086,
-    30: 2.042,
-}
+BOOTSTRAP_RESAMPLES = 2000
+SEED_KEYS = ("seed",)  # config keys that tell seeds apart; runs equal in all others are one curve
 ARROWS = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}  # FrozenLake: left, down, right, up as (dx, dy)
 TILE_COLOURS = {"S": "#cfe8ff", "F": "#eef6ff", "H": "#30475e", "G": "#8fd694"}
 
@@ -90,9 +76,20 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(path, str(state.get("algorithm", "unknown")), str(env), config, state)
 
 
-def t_quantile(degrees_of_freedom: int) -> float:
-    usable = [d for d in T_975 if d <= degrees_of_freedom]
-    return T_975[max(usable)] if degrees_of_freedom <= 30 else 1.96
+def bootstrap_band(
+    stacked: np.ndarray, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over seeds, at every point: stacked [seeds, points].
+
+    Unlike a t-interval it stays inside the seeds' range, so a band never leaves what the metric can
+    reach (a return above 500 on CartPole); the fixed generator makes figures reproducible.
+    """
+    n = stacked.shape[0]
+    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # [R, seeds]
+    means = stacked[picks].mean(axis=1)  # [R, points]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def curve(records: list[dict[str, float]], metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,19 +101,20 @@ def curve(records: list[dict[str, float]], metric: str) -> tuple[np.ndarray, np.
     return steps, values
 
 
-def mean_and_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Interpolate every seed onto the steps all of them cover; mean and 95 % t-interval of the mean."""
+def mean_and_band(
+    curves: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every seed interpolated onto the steps all of them cover: (grid, mean, band low, band high)."""
     if len(curves) == 1:
         steps, values = curves[0]
-        return steps, values, np.zeros_like(values)
+        return steps, values, values, values
     low, high = max(s[0] for s, _ in curves), min(s[-1] for s, _ in curves)
     if high <= low:
         raise ValueError("the runs' step ranges do not overlap; plot them separately.")
     grid = np.linspace(low, high, GRID_POINTS)
     stacked = np.stack([np.interp(grid, steps, values) for steps, values in curves])  # [seeds, points]
-    n = stacked.shape[0]
-    half_width = t_quantile(n - 1) * stacked.std(axis=0, ddof=1) / math.sqrt(n)
-    return grid, stacked.mean(axis=0), half_width
+    band_low, band_high = bootstrap_band(stacked)
+    return grid, stacked.mean(axis=0), band_low, band_high
 
 
 def _slug(text: str) -> str:
@@ -135,37 +133,54 @@ def _metric_for(runs: list[Run], metric: str) -> str:
     )
 
 
+def group_runs(runs: list[Run]) -> dict[str, dict[str, list[Run]]]:
+    """env -> label -> runs that differ only in their seed; the label names what sets groups apart."""
+    by_setting: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        setting = json.dumps({k: v for k, v in run.config.items() if k not in SEED_KEYS}, sort_keys=True)
+        by_setting[(run.env, run.algorithm, setting)].append(run)
+    grouped: dict[str, dict[str, list[Run]]] = defaultdict(dict)
+    for (env, algorithm, _), group in sorted(by_setting.items(), key=lambda item: item[0]):
+        siblings = [g[0].config for (e, a, _), g in by_setting.items() if (e, a) == (env, algorithm)]
+        varying = sorted(
+            k
+            for k in group[0].config
+            if k not in SEED_KEYS and len({json.dumps(c.get(k)) for c in siblings}) > 1
+        )
+        label = algorithm + "".join(f" {k}={group[0].config[k]}" for k in varying[:3])
+        grouped[env][label] = group
+    return grouped
+
+
 def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_RETURN) -> list[Path]:
-    """One PNG per env: per algorithm, every seed thin and the mean with its 95 % band."""
+    """One PNG per env: per algorithm and setting, every seed thin and the mean with its 95 % band."""
     plt = _matplotlib()
     from matplotlib.ticker import EngFormatter
 
-    by_env: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        by_env[run.env][run.algorithm].append(run)
     written = []
-    for env, by_algorithm in sorted(by_env.items()):
+    for env, by_label in sorted(group_runs(runs).items()):
         figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=120)
         shown_metrics = set()
-        for index, (algorithm, group) in enumerate(sorted(by_algorithm.items())):
+        for index, (name, group) in enumerate(by_label.items()):
             group_metric = _metric_for(group, metric)
             shown_metrics.add(group_metric)
             colour = f"C{index}"
             curves = [curve(read_metrics(run.path), group_metric) for run in group]
-            for steps, values in curves:
-                axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
-            grid, mean, half_width = mean_and_band(curves)
-            label = f"{algorithm} ({len(group)} seed{'s' if len(group) > 1 else ''})"
+            for seed_index, (steps, values) in enumerate(curves):
+                seed_label = f"{name}: each seed" if seed_index == 0 and len(curves) > 1 else None
+                axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8, label=seed_label)
+            grid, mean, band_low, band_high = mean_and_band(curves)
+            label = f"{name} ({len(group)} seed{'s' if len(group) > 1 else ''})"
             axes.plot(grid, mean, color=colour, linewidth=2, label=label)
             if len(group) > 1:
                 axes.fill_between(
                     grid,
-                    mean - half_width,
-                    mean + half_width,
+                    band_low,
+                    band_high,
                     color=colour,
                     alpha=0.2,
                     linewidth=0,
-                    label=f"{algorithm}: 95% CI of the mean",
+                    label=f"{name}: 95% bootstrap CI of the mean",
                 )
             optimum = _optimum(group)
             if optimum is not None and group_metric == "value/exact_value":
