@@ -71,3 +71,11 @@ def test_missing_huggingface_hub_says_how_to_install(run_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes `import huggingface_hub` fail
     with pytest.raises(RuntimeError, match=r"rlcode\[hub\]"):
         push_to_hub(run_dir, "someone/repo")
+
+
+def test_rlcode_push_command(run_dir, hub_calls, capsys):
+    from rlcode.cli import main
+
+    assert main(["push", str(run_dir), "someone/CartPole-v1-ppo", "--private"]) == 0
+    assert capsys.readouterr().out.strip() == "https://huggingface.co/someone/CartPole-v1-ppo"
+    assert hub_calls[0][1]["private"] is True
