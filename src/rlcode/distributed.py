@@ -7,6 +7,7 @@ all-reduced with these helpers, and gradients are summed across processes before
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterable
 
@@ -64,6 +65,20 @@ def _communication_copy(tensor: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def ensure_process_group() -> bool:
+    """``init_from_environment``, and when this call started the group, ``shutdown`` at interpreter exit.
+
+    Lets a one-process script run unchanged under torchrun/accelerate (as TRL's trainer does through
+    ``Accelerator()``); a group the caller started (or accelerate's) is left for the caller to end.
+    """
+    if is_distributed():
+        return True
+    if not init_from_environment():
+        return False
+    atexit.register(shutdown)
+    return True
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

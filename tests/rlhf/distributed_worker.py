@@ -74,22 +74,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    distributed.init_from_environment()
-    me = distributed.rank()
-    try:
-        for name in SCENARIOS:
-            run(name, args.steps, args.out)
-        try:  # the world-size check, where it can fail: 2 processes cannot split 5 rows
-            PPOTrainer(PPOConfig(batch_size=5, mini_batch_size=1), CausalLMWithValueHead.from_config(
-                GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=8, n_layer=1, n_head=1)))
-            message = "no error"
-        except ValueError as error:
-            message = str(error)
-        if distributed.is_main_process():
-            (args.out / "indivisible.txt").write_text(message)
-    finally:
-        distributed.shutdown()
-    print(f"rank {me} done", file=sys.stderr)
+    # No init_process_group and no teardown here: a one-process script runs unchanged, PPOTrainer
+    # joins the process group torchrun describes and ends it (barrier first) at interpreter exit.
+    for name in SCENARIOS:
+        run(name, args.steps, args.out)
+    try:  # the world-size check, where it can fail: 2 processes cannot split 5 rows
+        PPOTrainer(PPOConfig(batch_size=5, mini_batch_size=1), CausalLMWithValueHead.from_config(
+            GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=8, n_layer=1, n_head=1)))
+        message = "no error"
+    except ValueError as error:
+        message = str(error)
+    if distributed.is_main_process():
+        (args.out / "indivisible.txt").write_text(message)
+    print(f"rank {distributed.rank()} done", file=sys.stderr)
 
 
 if __name__ == "__main__":
