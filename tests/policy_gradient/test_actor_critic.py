@@ -41,3 +41,14 @@ def test_deterministic_actions_are_the_mode():
     observations = torch.randn(6, 4)
     with torch.no_grad():
         assert torch.equal(policy.act(observations, deterministic=True), policy.policy_output(observations).argmax(-1))
+
+
+def test_sampled_actions_follow_the_softmax():
+    policy = ActorCritic(1, 3, False, orthogonal_init=False)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.zero_()
+        policy.policy_head.bias.copy_(torch.log(torch.tensor([0.2, 0.3, 0.5])))
+        actions = policy.act(torch.zeros(40_000, 1), torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(actions, minlength=3).float() / len(actions)
+    torch.testing.assert_close(frequencies, torch.tensor([0.2, 0.3, 0.5]), atol=0.01, rtol=0)

@@ -9,8 +9,8 @@ from rlcode.policy_gradient.train import train
 
 
 def test_ppo_solves_cartpole(tmp_path):
-    result = train(PPOConfig(total_timesteps=30_000, seed=0), run_dir=tmp_path, quiet=True)
-    assert result["mean_return"] >= 450
+    result = train(PPOConfig(total_timesteps=50_000, seed=0), run_dir=tmp_path, quiet=True)
+    assert result["mean_return"] >= 475
 
 
 def test_a2c_learns_cartpole(tmp_path):

@@ -88,7 +88,10 @@ class ActorCritic(nn.Module):
         if not self.continuous:
             if deterministic:
                 return output.argmax(dim=-1)
-            return torch.multinomial(torch.softmax(output, dim=-1), 1, generator=generator).squeeze(-1)
+            # Gumbel-max: argmax(logits + Gumbel noise) ~ Categorical(softmax(logits)); -log(Exp(1)) is
+            # Gumbel(0, 1). Three ops, against torch.multinomial's much costlier call on tiny batches.
+            exponential = torch.empty_like(output).exponential_(generator=generator)
+            return (output - exponential.log()).argmax(dim=-1)
         if deterministic:
             return output
         assert self.log_std is not None
