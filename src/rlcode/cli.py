@@ -19,7 +19,7 @@ from rlcode import __version__
 from rlcode.algorithms import ALGORITHMS, get_algorithm
 from rlcode.configs import ConfigError, add_config_arguments, config_from_args
 
-COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands"]
+COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands"]
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
