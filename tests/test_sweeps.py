@@ -205,38 +205,28 @@ def test_failing_trial_is_reported_and_the_others_kept(
     assert "NoSuchEnv" in failed["error"] and "Traceback" in failed["traceback"]
 
 
-def test_interrupted_sweep_resumes_and_skips_finished_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["serial", "local"])
+def test_interrupted_sweep_resumes_and_skips_finished_trials(tmp_path: Path, backend: str) -> None:
     out = tmp_path / "s"
     overrides = TINY | {"episodes": 50_000}  # slow enough to interrupt between trials
-    command = [
-        sys.executable,
-        "-m",
-        "rlcode",
-        "sweep",
-        "qlearning",
-        "--seeds",
-        "6",
-        "--backend",
-        "serial",
-        "--out",
-        str(out),
-    ] + [f"--set={k}={v}" for k, v in overrides.items()]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"}
-    )
+    command = [sys.executable, "-m", "rlcode", "sweep", "qlearning", "--seeds", "8", "--backend", backend,
+               "--workers", "2", "--out", str(out)] + [f"--set={k}={v}" for k, v in overrides.items()]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=os.environ | {"PYTHONUNBUFFERED": "1"}, start_new_session=True)
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if results.exists() and len(results.read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130, process.stderr.read().decode() if process.stderr else ""
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
+    stderr = process.communicate(timeout=60)[1].decode()
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
     finished = {json.loads(line)["trial"]: json.loads(line) for line in results.read_text().splitlines()}
     assert 2 <= len(finished) < 8
     modified = {name: (out / "trials" / name / "trial.json").stat().st_mtime_ns for name in finished}
 
-    resumed = run_sweep("qlearning", None, 8, None, overrides, backend="serial", out_dir=out, quiet=True)
+    resumed = run_sweep("qlearning", None, 8, None, overrides, backend=backend, workers=2, out_dir=out, quiet=True)
     assert resumed.skipped == len(finished)
     assert [r["status"] for r in resumed.records] == ["ok"] * 8
     assert len(results.read_text().splitlines()) == 8

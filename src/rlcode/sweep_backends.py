@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -62,6 +63,19 @@ def _single_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _worker_start() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the pool
+    _single_thread()
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued trials and kill the running ones (a resumed sweep runs them again)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_trial(trial: Trial, run_dir: str | Path) -> dict[str, Any]:
@@ -123,7 +137,7 @@ def run_local(trials: Sequence[Trial], run_dirs: Sequence[Path], workers: int, o
     """A spawn-context process pool: fresh interpreters, no forked torch or env state."""
     import multiprocessing
 
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
     try:
         futures = {pool.submit(run_trial, t, d): (t, d) for t, d in zip(trials, run_dirs)}
         for future in as_completed(futures):
@@ -133,8 +147,8 @@ def run_local(trials: Sequence[Trial], run_dirs: Sequence[Path], workers: int, o
                 trial, run_dir = futures[future]
                 record = crashed_record(trial, run_dir, f"worker process died: {type(error).__name__}: {error}")
             on_record(record)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # KeyboardInterrupt, or an error while saving a record
+        _stop_now(pool)
         raise
     pool.shutdown()
 
