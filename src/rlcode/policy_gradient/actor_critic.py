@@ -24,6 +24,10 @@ def _mlp(input_size: int, hidden_sizes: tuple[int, ...]) -> nn.ModuleList:
     return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def _linears(layers: nn.ModuleList | None) -> list[nn.Linear]:
+    return [layer for layer in layers or () if isinstance(layer, nn.Linear)]
+
+
 class ActorCritic(nn.Module):
     """π(a|s) and V(s) from one observation vector; separate trunks unless ``shared_trunk``."""
 
@@ -53,14 +57,14 @@ class ActorCritic(nn.Module):
 
     def _orthogonal_init(self) -> None:
         """Gains as in SB3/CleanRL (after Andrychowicz et al. 2021): sqrt(2) hidden, 0.01 policy, 1 value."""
-        hidden = list(self.actor_body) + list(self.critic_body or [])
+        hidden = _linears(self.actor_body) + _linears(self.critic_body)
         for layer, gain in [(h, math.sqrt(2)) for h in hidden] + [(self.policy_head, 0.01), (self.value_head, 1.0)]:
             nn.init.orthogonal_(layer.weight, gain=gain)
             nn.init.zeros_(layer.bias)
 
     def _body(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for layer in layers:
-            x = self.activation(F.linear(x, layer.weight, layer.bias))
+            x = self.activation(F.linear(x, layer.weight, layer.bias))  # type: ignore[arg-type]
         return x
 
     def policy_output(self, observations: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Defaults solve CartPole-v1 (PPO's are the rl-baselines3-zoo CartPole-v1 hyperparameters). Checks that
 need the environment's spaces (a continuous-only option on a discrete env) live in
-``check_against_spaces`` and run in ``train()`` after the spaces are read and before any env step.
+``envs.check_against_spaces`` and run in ``train()`` after the spaces are read and before any env is built.
 This module imports neither torch nor gymnasium at module level.
 """
 
@@ -204,6 +204,7 @@ ZOO_KEYS: dict[str, str | tuple[str, ...]] = {
     "policy_kwargs.log_std_init": "log_std_init",
     "policy_kwargs.share_features_extractor": "shared_trunk",
     "use_rms_prop": "optimizer",
+    "rms_prop_eps": "optimizer_eps",
 }
 # How zoo values translate where the name map alone is not enough.
 ZOO_VALUES: dict[str, dict[Any, Any]] = {

@@ -87,7 +87,7 @@ def _minibatch_step(
             return None
     # value_coef weights E[(V − R)²] as SB3's vf_coef does; losses.value_loss is ½E[(V − R)²]
     loss = policy_loss + config.value_coef * 2.0 * half_mse
-    if with_entropy:
+    if entropy is not None:
         loss = loss - config.entropy_coef * entropy.mean()
     grad_norm = gradient_step(parameters, optimizer, loss, config.max_grad_norm)
     return {

@@ -145,7 +145,12 @@ class PolicyGradientRun:
     @classmethod
     def load(cls, run_dir: str | Path) -> PolicyGradientRun:
         """Rebuild a run from its checkpoint: weights, optimizer, RNGs, normaliser, envs, counters."""
-        from rlcode.checkpoints import CheckpointError, load_checkpoint, optimizer_from_checkpoint, restore_rng_state
+        from rlcode.checkpoints import (
+            CheckpointError,
+            load_checkpoint,
+            optimizer_from_checkpoint,
+            restore_rng_state,
+        )
         from rlcode.configs import config_from_dict
 
         checkpoint = load_checkpoint(run_dir, framework="torch")
