@@ -268,6 +268,8 @@ def sweep(configs: Sequence[Any], backend: str = "local", workers: int | None = 
     if pending:
         RUNNERS[backend]([t for t, _ in pending], [d for _, d in pending], min(workers, len(pending)), on_record)
     ordered = [records[t.name] for t in trials if t.name in records]
+    if len(ordered) < len(trials):  # Ray Tune ends fit() quietly on Ctrl-C; report it as the pool does
+        raise KeyboardInterrupt(f"{len(trials) - len(ordered)} trial(s) of the sweep did not finish")
     chosen = choose_metric(ordered, metric)
     result = SweepResult(ordered, summarise(ordered, chosen), chosen, out_dir, skipped=len(done))
     write_json_atomic(out_dir / "summary.json", {"metric": chosen, "backend": backend, "workers": workers,
