@@ -81,3 +81,18 @@ def test_selected_outputs_equal_the_full_forward(split):
     torch.testing.assert_close(logits, full_logits[positions], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(values, full_values[positions], rtol=1e-5, atol=1e-5)
     assert make_model().split_heads  # GPT-2 is lm_head(transformer(x))
+
+
+def test_construction_from_a_config_and_trl_saved_heads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = CausalLMWithValueHead(tiny_config())
+    assert model.pretrained_model.config.n_embd == 32
+    # TRL keeps the head inside model.safetensors under v_head.*; such directories load too
+    model.pretrained_model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    head = {"v_head.summary.weight": torch.full((1, 32), 0.5), "v_head.summary.bias": torch.tensor([0.25])}
+    save_file(state | head, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    loaded = CausalLMWithValueHead.from_pretrained(tmp_path)
+    assert torch.equal(loaded.v_head.summary.weight, head["v_head.summary.weight"])
+    assert torch.equal(loaded.v_head.summary.bias, head["v_head.summary.bias"])

@@ -31,6 +31,20 @@ def hidden_size_of(config: Any) -> int:
     )
 
 
+def _saved_value_head(directory: Path) -> dict[str, torch.Tensor]:
+    """The head saved by ``save_pretrained``, or by TRL (``v_head.*`` keys inside model.safetensors)."""
+    from safetensors import safe_open
+
+    for name in (VALUE_HEAD_WEIGHTS, "model.safetensors"):
+        path = directory / name
+        if path.is_file():
+            with safe_open(str(path), framework="pt") as handle:
+                state = {k.removeprefix("v_head."): handle.get_tensor(k) for k in handle.keys() if k.startswith("v_head.")}
+            if state:
+                return state
+    return {}
+
+
 class ValueHead(nn.Module):
     """Dropout, then a linear map from the last hidden state to one value per token."""
 
@@ -48,9 +62,16 @@ class CausalLMWithValueHead(nn.Module):
     """A causal LM whose forward returns ``(logits, values)``, both over every position."""
 
     def __init__(
-        self, pretrained_model: nn.Module, summary_dropout_prob: float | None = None, hidden_size: int | None = None
+        self, pretrained_model: Any, summary_dropout_prob: float | None = None, hidden_size: int | None = None
     ) -> None:
+        """``pretrained_model`` is a transformers causal LM, or a transformers config to build one from."""
         super().__init__()
+        from transformers import PretrainedConfig
+
+        if isinstance(pretrained_model, PretrainedConfig):
+            from transformers import AutoModelForCausalLM
+
+            pretrained_model = AutoModelForCausalLM.from_config(pretrained_model)
         config = pretrained_model.config
         if summary_dropout_prob is None:  # TRL reads it from the model config, default 0.1
             summary_dropout_prob = getattr(config, "summary_dropout_prob", None)
@@ -84,11 +105,9 @@ class CausalLMWithValueHead(nn.Module):
         if summary_dropout_prob is None and head_config.is_file():
             summary_dropout_prob = json.loads(head_config.read_text())["summary_dropout_prob"]
         wrapped = cls(model, summary_dropout_prob)
-        if (directory / VALUE_HEAD_WEIGHTS).is_file():
-            from safetensors.torch import load_file
-
-            state = load_file(str(directory / VALUE_HEAD_WEIGHTS))
-            wrapped.v_head.load_state_dict({k.removeprefix("v_head."): v for k, v in state.items()})
+        state = _saved_value_head(directory)
+        if state:
+            wrapped.v_head.load_state_dict(state)
         return wrapped
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
