@@ -19,7 +19,7 @@ from rlcode import __version__
 from rlcode.algorithms import ALGORITHMS, get_algorithm
 from rlcode.configs import ConfigError, add_config_arguments, config_from_args
 
-COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands"]
+COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands", "rlcode.tour"]
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         )
         parser.add_argument("--config", metavar="FILE", help="TOML, JSON or rl-zoo YAML file of config values")
         parser.add_argument("--run-dir", metavar="DIR", help="where to write checkpoint and metrics")
-        parser.add_argument("--quiet", action="store_true", help="print only the final table")
+        parser.add_argument(
+            "--quiet", action="store_true", help="no progress or table; print the result as one JSON line"
+        )
         add_config_arguments(parser, algo.load("config"))
         parser.set_defaults(handler=_run_train)
 
@@ -42,7 +44,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     algo = get_algorithm(args.algorithm)
     config = config_from_args(algo.load("config"), args, args.config)
-    algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+    result = algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+    if args.quiet:
+        print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str, type(None)))}))
     return 0
 
 

@@ -1,15 +1,28 @@
-"""RLHF tier: TRL 0.11's legacy ``PPOTrainer.step(queries, responses, scores)`` for causal LMs."""
+"""RLHF tier: TRL 0.11's legacy ``PPOTrainer.step(queries, responses, scores)`` for causal LMs.
 
-from rlcode.rlhf.config import PPOConfig
-from rlcode.rlhf.generation import generate_responses
-from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
-from rlcode.rlhf.ppo_trainer import PPOTrainer, set_seed
-from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
-from rlcode.rlhf.sequences import ResponseBatch, response_forward
-from rlcode.rlhf.value_head import CausalLMWithValueHead, ValueHead
+Names are imported on first use (PEP 562), so that building the ``rlcode`` command line, which
+imports ``rlcode.rlhf.commands``, does not pay for importing torch and transformers.
+"""
 
-__all__ = [
-    "AdaptiveKLController", "CausalLMWithValueHead", "FixedKLController", "PPOConfig", "PPOTrainer",
-    "ResponseBatch", "RunningMoments", "ValueHead", "generate_responses", "kl_penalty", "processed_scores",
-    "response_forward", "set_seed", "token_advantages", "token_rewards",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "PPOConfig": "config",
+    "generate_responses": "generation",
+    "AdaptiveKLController": "kl", "FixedKLController": "kl", "kl_penalty": "kl",
+    "PPOTrainer": "ppo_trainer", "set_seed": "ppo_trainer",
+    "RunningMoments": "rewards", "processed_scores": "rewards", "token_advantages": "rewards",
+    "token_rewards": "rewards",
+    "ResponseBatch": "sequences", "response_forward": "sequences",
+    "CausalLMWithValueHead": "value_head", "ValueHead": "value_head",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rlcode.rlhf' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rlcode.rlhf.{_WHERE[name]}"), name)
