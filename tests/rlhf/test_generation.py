@@ -23,6 +23,8 @@ def test_generate_equals_per_query_greedy_generation():
         assert torch.equal(full, torch.cat([query, response]))
     single = trainer.generate(queries[0], **kwargs)
     assert torch.equal(single, responses[0])
+    again = trainer.generate(queries, pad_token_id=0, length_sampler=lambda: 6, do_sample=False)
+    assert all(torch.equal(a, b) for a, b in zip(again, responses))
 
 
 def test_strip_cuts_after_the_first_eos_and_drops_padding():

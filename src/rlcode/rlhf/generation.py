@@ -6,6 +6,7 @@ Returned responses drop the prompt and the padding and end at the first eos (kep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ def generate_responses(
     eos_token_id: int | None,
     batch_size: int | None = None,
     return_prompt: bool = False,
+    length_sampler: Callable[[], int] | None = None,
     **generation_kwargs: Any,
 ) -> list[torch.Tensor]:
     """Generate for every query with ``model.generate`` (a transformers model or CausalLMWithValueHead)."""
@@ -49,6 +51,8 @@ def generate_responses(
         with torch.no_grad():
             for start in range(0, len(queries), size):
                 chunk = queries[start : start + size]
+                if length_sampler is not None:
+                    generation_kwargs["max_new_tokens"] = length_sampler()
                 input_ids, attention_mask = left_pad(chunk, pad_token_id, device)
                 generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, **generation_kwargs)
                 outputs.extend(_strip(generated[:, input_ids.shape[1]:], chunk, eos_token_id, return_prompt))

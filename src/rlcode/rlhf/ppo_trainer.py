@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,14 @@ class PPOTrainer:
         scores: list[torch.Tensor] | list[float] | torch.Tensor,
         response_masks: list[torch.Tensor] | None = None,
     ) -> dict[str, float | np.ndarray]:
-        """One PPO iteration on (query, response, score) triples, with TRL 0.11 semantics."""
+        """One PPO iteration on (query, response, score) triples, with TRL 0.11 semantics.
+
+        Pass ``batch_size`` triples (``batch_size / world_size`` per process under torchrun); scores are
+        floats or scalar tensors; ``response_masks`` (0/1 per response token) exclude tokens from
+        training. Returns TRL's 40 statistics (see ``rlcode.rlhf.stats`` for the array conventions).
+        Unlike TRL 0.11: score scaling works, ``max_grad_norm`` clips every optimizer step, and every
+        forward runs in eval mode (dropout-free), so the first minibatch's ratio is exactly 1.
+        """
         start = time.time()
         queries, responses, score_tensor, response_masks = checked_inputs(
             queries, responses, scores, response_masks, self.local_batch_size, self.model.vocab_size,
@@ -209,20 +217,24 @@ class PPOTrainer:
         query_tensors: Any,
         batch_size: int | None = None,
         return_prompt: bool = False,
+        length_sampler: Callable[[], int] | None = None,
         **generation_kwargs: Any,
     ) -> Any:
         """Responses to the queries: one left-padded batch (or chunks of ``batch_size``) with the KV cache.
 
         Returns responses without prompt (unless ``return_prompt``), cut after the first eos (kept).
-        A single 1-D query gives a single 1-D response.
+        A single 1-D query gives a single 1-D response. ``length_sampler()`` (TRL's) draws
+        ``max_new_tokens`` for each chunk; ``pad_token_id``/``eos_token_id`` may be overridden.
         """
         from rlcode.rlhf.generation import generate_responses
 
         single = isinstance(query_tensors, torch.Tensor) and query_tensors.dim() == 1
         queries: list[torch.Tensor] = [query_tensors] if single else list(query_tensors)
+        pad = generation_kwargs.pop("pad_token_id", self._padding_id)
+        eos = generation_kwargs.pop("eos_token_id", self.eos_token_id)
         responses = generate_responses(
-            self.model, queries, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
-            batch_size=batch_size, return_prompt=return_prompt, **generation_kwargs,
+            self.model, queries, pad_token_id=pad, eos_token_id=eos, batch_size=batch_size,
+            return_prompt=return_prompt, length_sampler=length_sampler, **generation_kwargs,
         )
         return responses[0] if single else responses
 
