@@ -210,3 +210,12 @@ def test_whitened_rewards_and_plain_llm_are_accepted():
     queries, responses, scores = make_batch(4)
     stats = trainer.step(queries, responses, scores)
     assert np.isfinite(stats["ppo/loss/total"])
+
+
+def test_chunked_no_grad_forward_gives_the_same_step():
+    queries, responses, scores = make_batch(8)
+    whole = trainer_for(ppo_epochs=1).step(queries, responses, scores)
+    chunked = trainer_for(ppo_epochs=1, forward_batch_size=3).step(queries, responses, scores)
+    for key, value in whole.items():
+        if not key.startswith("time/"):
+            np.testing.assert_allclose(chunked[key], value, rtol=1e-4, atol=1e-5, err_msg=key)

@@ -43,7 +43,9 @@ class PPOConfig:
     target_kl: float = doc_field(1.0, "KL bound for early_stopping")
     max_grad_norm: float | None = doc_field(None, "clip the gradient norm at every optimizer step")
     seed: int = doc_field(0, "seeds python, numpy (minibatch order) and torch at construction")
-    forward_batch_size: int | None = doc_field(None, "rows per no-grad forward (None: the whole batch)")
+    forward_batch_size: int | None = doc_field(
+        None, "rows per no-grad forward (None: as many as keep each chunk's log-softmax under 256 MB)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs"):

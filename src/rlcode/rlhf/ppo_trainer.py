@@ -35,6 +35,8 @@ from rlcode.rlhf.update import Rollout, ppo_update
 from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
+LOGIT_BUDGET = 1 << 26  # floats (256 MB in float32) of log-softmax per no-grad forward chunk
+
 
 def set_seed(seed: int) -> None:
     """Seed python, numpy's global RNG (the minibatch order) and torch, like TRL's ``set_seed``."""
@@ -204,9 +206,12 @@ class PPOTrainer:
         return stats
 
     def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, values: bool, full: bool) -> ResponseOutputs:
-        """The no-grad pass, in chunks of forward_batch_size rows when set."""
+        """The no-grad pass, in chunks of forward_batch_size rows (by default: as many as keep the
+        [tokens, vocabulary] log-softmax of a chunk under ``LOGIT_BUDGET`` floats)."""
         size = self.config.forward_batch_size
-        if size is None or size >= batch.size:
+        if size is None:
+            size = max(1, LOGIT_BUDGET // (int(batch.response_lengths.max()) * model.vocab_size))
+        if size >= batch.size:
             return response_forward(model, batch, values=values, full=full)
         parts = [response_forward(model, batch.rows(np.arange(i, min(i + size, batch.size))), values, False, full)
                  for i in range(0, batch.size, size)]
