@@ -39,6 +39,9 @@ def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_trainer(trainer: Any, directory: str | Path) -> Path:
     """Write ``directory/checkpoint`` atomically (only the main process writes under torchrun)."""
     rng_json, rng_tensors = capture_rng_state()
+    if torch.cuda.is_available():  # sampling on a GPU draws from its own generator
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            rng_tensors[f"cuda_{index}"] = state
     optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(trainer.optimizer)
     checkpoint = Checkpoint(
         config={
@@ -108,5 +111,10 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
     trainer.kl_controller.load_state_dict(checkpoint.state["kl_controller"])
     trainer.score_moments.load_state_dict(checkpoint.state["score_moments"])
     trainer.current_step = int(checkpoint.state["step"])
-    restore_rng_state(checkpoint.state["rng"], checkpoint.tensors.get("rng", {}))
+    rng_tensors = checkpoint.tensors.get("rng", {})
+    restore_rng_state(checkpoint.state["rng"], rng_tensors)
+    for name, state in rng_tensors.items():
+        index = int(name.removeprefix("cuda_")) if name.startswith("cuda_") else None
+        if index is not None and index < torch.cuda.device_count():
+            torch.cuda.set_rng_state(state, device=index)
     return trainer
