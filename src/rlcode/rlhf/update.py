@@ -22,6 +22,15 @@ MINIBATCH_STATS = (
     "policy/clipfrac", "policy/advantages_mean", "returns/mean", "returns/var", "val/vpred", "val/error",
     "val/clipfrac", "val/mean", "val/var", "policy/ratio_mean",
 )
+# The token means each process sums over its rows (divided by the global token count) and all-reduces.
+TOKEN_MEANS = (
+    "loss/policy", "loss/value", "policy/entropy", "policy/approxkl", "policy/policykl", "policy/clipfrac",
+    "policy/advantages_mean", "returns/mean", "val/vpred", "val/error", "val/clipfrac", "val/mean",
+    "policy/ratio_mean",
+)
+
+
+POLICY_KL = MINIBATCH_STATS.index("policy/policykl")
 
 
 @dataclass
@@ -48,13 +57,14 @@ def minibatch_loss(
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clipped policy + value loss of ``rows`` (this process's part of a minibatch).
 
-    Returns (loss or None when this process holds no rows, sums [16] to all-reduce, ratios, advantages).
+    Returns (loss or None when this process holds no rows, sums [len(TOKEN_MEANS)] to all-reduce,
+    ratios, advantages).
     Every sum is divided by ``token_count``, the minibatch's trained tokens over all processes.
     """
     device = rollout.log_probs.device
     if len(rows) == 0:  # only under torchrun: another process holds the whole minibatch
         empty = torch.zeros(0, device=device)
-        return None, torch.zeros(len(MINIBATCH_STATS) - 4, device=device), empty, empty
+        return None, torch.zeros(len(TOKEN_MEANS), device=device), empty, empty
     batch = rollout.batch.rows(rows)
     positions = batch.mask > 0  # [b, L-1]
     index = torch.as_tensor(rows, device=device)
@@ -98,21 +108,24 @@ def minibatch_loss(
             ((values.detach() - returns) ** 2).sum() / token_count,
             torch.gt(value_losses_clipped, value_losses).sum() / token_count,
             old_values.sum() / token_count,
+            detached_ratio.sum() / token_count,
         ])
     return loss, sums, detached_ratio, advantages
 
 
-def _centered_sums(rollout: Rollout, rows: np.ndarray, means: torch.Tensor, token_count: float) -> torch.Tensor:
+def _centered_sums(
+    rollout: Rollout, rows: np.ndarray, returns_mean: torch.Tensor, values_mean: torch.Tensor, token_count: float
+) -> torch.Tensor:
     """Σ(x − mean)² / count for returns and old values: the second pass of TRL's masked_var."""
     if len(rows) == 0:
-        return torch.zeros(2, device=means.device)
+        return torch.zeros(2, device=returns_mean.device)
     batch = rollout.batch.rows(rows)
     positions = batch.mask > 0
-    index = torch.as_tensor(rows, device=means.device)
+    index = torch.as_tensor(rows, device=returns_mean.device)
     width = positions.shape[1]
     returns = rollout.returns[index, :width][positions]
     values = rollout.values[index, :width][positions]
-    return torch.stack([((returns - means[0]) ** 2).sum(), ((values - means[1]) ** 2).sum()]) / token_count
+    return torch.stack([((returns - returns_mean) ** 2).sum(), ((values - values_mean) ** 2).sum()]) / token_count
 
 
 def ppo_update(
@@ -144,27 +157,28 @@ def ppo_update(
             local = global_rows - row_offset
             rows = local[(local >= 0) & (local < local_size)]
             loss, sums, ratio, minibatch_advantages = minibatch_loss(model, rollout, rows, token_count, config)
-            ratio_sum = ratio.sum() / token_count
-            sums = all_reduce_sum(torch.cat([sums, ratio_sum[None]]))  # one no-op in a single process
+            means = dict(zip(TOKEN_MEANS, all_reduce_sum(sums)))  # all_reduce_sum: a no-op in one process
             # TRL zeroes the loss of a minibatch whose mean ratio is too large, yet still steps.
-            keep = (sums[-1] <= config.ratio_threshold).to(sums.dtype)
+            keep = (means["policy/ratio_mean"] <= config.ratio_threshold).to(sums.dtype)
             skipped = skipped + (1 - keep)
             if loss is not None:
                 (loss * keep / accumulation).backward()
-            means = sums[[7, 11]]
-            centered = all_reduce_sum(_centered_sums(rollout, rows, means, token_count))
+            centered = all_reduce_sum(
+                _centered_sums(rollout, rows, means["returns/mean"], means["val/mean"], token_count)
+            )
             bessel = token_count / (token_count - 1) if token_count > 1 else float("nan")
-            policy, value = sums[0] * keep, sums[1] * keep
-            rows_stats.append(torch.stack([
-                policy, value, policy + config.vf_coef * value, sums[2], sums[3], sums[4], sums[5], sums[6],
-                sums[7], centered[0] * bessel, sums[8], sums[9], sums[10], sums[11], centered[1] * bessel, sums[12],
-            ]))
+            policy, value = means["loss/policy"] * keep, means["loss/value"] * keep
+            stats = means | {
+                "loss/policy": policy, "loss/value": value, "loss/total": policy + config.vf_coef * value,
+                "returns/var": centered[0] * bessel, "val/var": centered[1] * bessel,
+            }
+            rows_stats.append(torch.stack([stats[name] for name in MINIBATCH_STATS]))
             ratios.append(ratio)
             advantages.append(minibatch_advantages)
             if (start // config.mini_batch_size + 1) % accumulation == 0:
                 _optimizer_step(optimizer, parameters, config.max_grad_norm)
         # TRL checks only the last minibatch's policy KL, once per epoch.
-        if config.early_stopping and float(rows_stats[-1][5]) > 1.5 * config.target_kl:
+        if config.early_stopping and float(rows_stats[-1][POLICY_KL]) > 1.5 * config.target_kl:
             break
     return UpdateResult(torch.stack(rows_stats), ratios, advantages, int(skipped))
 
