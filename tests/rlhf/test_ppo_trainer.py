@@ -219,3 +219,27 @@ def test_chunked_no_grad_forward_gives_the_same_step():
     for key, value in whole.items():
         if not key.startswith("time/"):
             np.testing.assert_allclose(chunked[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("family", ["llama", "opt", "gpt_neox"])
+def test_other_causal_lm_families_train(family):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = {
+        "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2),
+        "opt": dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=2, word_embed_proj_dim=32),
+        "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+    }[family]
+    config = AutoConfig.for_model(family, vocab_size=50, max_position_embeddings=64, pad_token_id=0,
+                                  bos_token_id=1, eos_token_id=2, **sizes)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2, learning_rate=1e-3), model)
+    queries, responses, scores = make_batch(4)
+    stats = trainer.step(queries, responses, scores)
+    assert np.isfinite(stats["ppo/loss/total"]) and stats["objective/kl"] == 0.0
+    logits, _ = trainer.ref_model(torch.cat([queries[0], responses[0]])[None])
+    expected = logits[0, len(queries[0]) - 1 : -1].log_softmax(-1).gather(1, responses[0][:, None]).squeeze(1)
+    np.testing.assert_allclose(stats["objective/logprobs"][: len(responses[0])], expected.detach().numpy(),
+                               rtol=1e-4, atol=1e-5)

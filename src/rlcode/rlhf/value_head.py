@@ -196,9 +196,16 @@ class CausalLMWithValueHead(nn.Module):
             with torch.no_grad():
                 ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0) % self.vocab_size
                 mask = torch.ones_like(ids)
-                full = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-                split = head(base(input_ids=ids, attention_mask=mask, use_cache=False)[0]).float()
-            return full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-4)
+                full = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
+                hidden = base(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+                split = head(hidden).float()
+            # the value head reads hidden_states[-1] (as TRL does): the backbone's output must be that too
+            same_hidden = hidden.shape == full.hidden_states[-1].shape and torch.allclose(
+                hidden, full.hidden_states[-1], rtol=1e-4, atol=1e-4
+            )
+            return same_hidden and full.logits.shape == split.shape and torch.allclose(
+                full.logits.float(), split, rtol=1e-4, atol=1e-4
+            )
         except Exception:  # an unusual model: fall back to the plain forward
             return False
         finally:
