@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -173,7 +174,11 @@ class PolicyGradientRun:
         run.normalizer.load(state["normalizer"])
         if state["env"]:
             restore_env(run.env, state["env"])
-        run.collector.load(state["collector"])
+            run.collector.load(state["collector"])
+        else:  # async envs live in subprocesses and are not snapshotted: continue from fresh episodes
+            warnings.warn(f"{str(run_dir)!r} was trained with async envs, whose state is not saved; the resumed "
+                          "run starts new episodes, so it will not match an uninterrupted run bit for bit.",
+                          RuntimeWarning, stacklevel=2)
         run.updates, run.timesteps = int(state["updates"]), int(state["timesteps"])
         return run
 
@@ -307,7 +312,9 @@ def evaluate(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run a saved agent for ``episodes`` episodes (argmax/mean actions, or sampled ones)."""
-    run = PolicyGradientRun.load(run_dir)
+    with warnings.catch_warnings():  # the training envs' state does not matter here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run = PolicyGradientRun.load(run_dir)
     config = run.config
     run.close()
     episodes = episodes or config.eval_episodes
