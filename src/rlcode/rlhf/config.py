@@ -44,7 +44,7 @@ class PPOConfig:
     max_grad_norm: float | None = doc_field(None, "clip the gradient norm at every optimizer step")
     seed: int = doc_field(0, "seeds python, numpy (minibatch order) and torch at construction")
     forward_batch_size: int | None = doc_field(
-        None, "rows per no-grad forward (None: as many as keep each chunk's log-softmax under 256 MB)"
+        None, "rows per no-grad forward (None: chunks under 256 MB of log-softmax, and 512 tokens on a CPU)"
     )
 
     def __post_init__(self) -> None:

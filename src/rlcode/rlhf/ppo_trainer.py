@@ -36,6 +36,7 @@ from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
 LOGIT_BUDGET = 1 << 26  # floats (256 MB in float32) of log-softmax per no-grad forward chunk
+CPU_TOKEN_BUDGET = 512  # tokens per no-grad forward chunk on a CPU (measured: ~10-30% faster than 16x56)
 
 
 def set_seed(seed: int) -> None:
@@ -207,10 +208,13 @@ class PPOTrainer:
 
     def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, values: bool, full: bool) -> ResponseOutputs:
         """The no-grad pass, in chunks of forward_batch_size rows (by default: as many as keep the
-        [tokens, vocabulary] log-softmax of a chunk under ``LOGIT_BUDGET`` floats)."""
+        [tokens, vocabulary] log-softmax of a chunk under ``LOGIT_BUDGET`` floats and, on a CPU, the
+        chunk under ``CPU_TOKEN_BUDGET`` tokens)."""
         size = self.config.forward_batch_size
         if size is None:
             size = max(1, LOGIT_BUDGET // (int(batch.response_lengths.max()) * model.vocab_size))
+            if model.device.type == "cpu":  # activations that stay in cache beat one big batch on a CPU
+                size = min(size, max(1, CPU_TOKEN_BUDGET // int(batch.lengths.max())))
         if size >= batch.size:
             return response_forward(model, batch, values=values, full=full)
         parts = [response_forward(model, batch.rows(np.arange(i, min(i + size, batch.size))), values, False, full)
