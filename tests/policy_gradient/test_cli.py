@@ -14,7 +14,7 @@ def test_train_then_evaluate(tmp_path, capsys, algorithm):
     run_dir = tmp_path / algorithm
     code = main(["train", algorithm, "--env", "CartPole-v1", "--total-timesteps", "2000", "--num-envs", "2",
                  "--num-steps", "16", "--eval-episodes", "2", "--run-dir", str(run_dir), "--quiet"]
-                + (["--minibatch-size", "16"] if algorithm == "ppo" else []))
+                + (["--minibatch-size", "16", "--num-epochs", "2"] if algorithm == "ppo" else []))
     assert code == 0
     state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
     assert state["algorithm"] == algorithm and state["timesteps"] >= 2000
