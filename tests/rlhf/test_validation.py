@@ -75,3 +75,10 @@ def test_scores_may_be_floats_one_element_tensors_or_a_vector(trainer):
 def test_wrong_model_type_says_what_to_pass():
     with pytest.raises(TypeError, match="CausalLMWithValueHead"):
         PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=4), torch.nn.Linear(2, 2))
+
+
+def test_a_single_trained_token_is_refused_before_any_state_changes():
+    trainer = PPOTrainer(PPOConfig(batch_size=1, mini_batch_size=1, use_score_scaling=True), make_model())
+    with pytest.raises(ValueError, match="at least 2"):
+        trainer.step([torch.tensor([5, 6])], [torch.tensor([7])], [1.0])
+    assert trainer.score_moments.count == 1e-24 and trainer.current_step == 0

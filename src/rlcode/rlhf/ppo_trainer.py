@@ -20,6 +20,7 @@ from torch import nn
 
 from rlcode.distributed import (
     all_gather_cat,
+    all_reduce_sum,
     check_divisible,
     ensure_process_group,
     is_distributed,
@@ -134,6 +135,7 @@ class PPOTrainer:
             queries, responses, scores, response_masks, self.local_batch_size, self.model.vocab_size,
             self.model.device, distributed=world_size() > 1,
         )
+        self._check_trained_tokens(responses, response_masks)
         self.model.eval()
         scores_used = processed_scores(
             score_tensor, self.score_moments, self.config.use_score_scaling, self.config.use_score_norm,
@@ -205,6 +207,19 @@ class PPOTrainer:
         timing["time/ppo/total"] = time.time() - start
         stats.update(timing)
         return stats
+
+    def _check_trained_tokens(self, responses: list[torch.Tensor], response_masks: list[torch.Tensor] | None) -> None:
+        """Whitening needs two trained tokens in the global batch; say so before any state changes."""
+        if response_masks is None:
+            local = sum(len(r) for r in responses)
+        else:
+            local = int(torch.stack([m.sum() for m in response_masks]).sum())
+        total = int(all_reduce_sum(torch.tensor(local, device=self.model.device)))
+        if total < 2:
+            raise ValueError(
+                f"the batch has {total} trained response token(s); advantage whitening needs at least 2. "
+                "Pass longer responses, more examples, or fewer zeros in response_masks."
+            )
 
     def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, values: bool, full: bool) -> ResponseOutputs:
         """The no-grad pass, in chunks of forward_batch_size rows (by default: as many as keep the
