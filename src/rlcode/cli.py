@@ -37,6 +37,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--quiet", action="store_true", help="no progress or table; print the result as one JSON line"
         )
+        parser.add_argument(
+            "--tensorboard", action="store_true", help="also write TensorBoard event files to RUN_DIR/tensorboard"
+        )
+        parser.add_argument("--wandb-project", metavar="NAME", help="also log to this W&B project (if installed)")
         add_config_arguments(parser, algo.load("config"))
         parser.set_defaults(handler=_run_train)
 
@@ -44,7 +48,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     algo = get_algorithm(args.algorithm)
     config = config_from_args(algo.load("config"), args, args.config)
-    result = algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+    from rlcode.metrics import set_defaults
+
+    set_defaults(tensorboard=args.tensorboard, wandb_project=args.wandb_project)
+    try:
+        result = algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+    finally:
+        set_defaults(tensorboard=False, wandb_project="")
     if args.quiet:
         print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str, type(None)))}))
     return 0
