@@ -6,7 +6,8 @@ Model A: GPT-2 2 layers, 4 heads, d 128, vocab 1000; model B: 4 layers, 4 heads,
 Batch 16, mini batch 4, 4 PPO epochs, query length 8, response lengths 16 and 48, default PPOConfig
 otherwise. Each (framework, model, length) runs in its own process, so peak RSS is its own; each
 process times ``step()`` and generating the 16 responses over ``--steps`` calls after ``--warmup``.
-Generation samples exactly L new tokens (min_new_tokens = max_new_tokens = L): TRL's generate() with
+"CPU-s ratio" compares the process CPU time of step() (all threads), which a busy machine disturbs less
+than wall time; the target is on wall time measured on a quiet machine. Generation samples exactly L new tokens (min_new_tokens = max_new_tokens = L): TRL's generate() with
 its default batch_size=4, rlcode's generate(), and plain ``model.generate`` on all 16 at once.
 """
 
@@ -117,7 +118,7 @@ def side(framework: str, workdir: Path, warmup: int, steps: int) -> dict:
     length = json.loads((workdir / "case.json").read_text())["length"]
     sample = dict(min_new_tokens=length, max_new_tokens=length, do_sample=True, top_k=0, top_p=1.0,
                   pad_token_id=tokenizer.pad_token_id)
-    step_times, generate_times, hf_times, first_stats = [], [], [], {}
+    step_times, step_cpu, generate_times, hf_times, first_stats = [], [], [], [], {}
     for call in range(warmup + steps):
         queries = list(inputs["queries"][call])
         if framework == "trl":
@@ -127,13 +128,14 @@ def side(framework: str, workdir: Path, warmup: int, steps: int) -> dict:
         batch = torch.stack(queries)  # [B, Lq], equal lengths: no padding needed
         hf_seconds = timed(hf_model.generate, batch, attention_mask=torch.ones_like(batch), **sample)
         responses, scores = list(inputs["responses"][call]), list(inputs["scores"][call])
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         stats = trainer.step(queries, responses, scores)
-        step_seconds = time.perf_counter() - started
+        step_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         if call == 0:
             first_stats = {k: float(v) for k, v in stats.items() if not k.startswith("time/") and getattr(v, "ndim", 0) == 0}
         if call >= warmup:
             step_times.append(step_seconds)
+            step_cpu.append(cpu_seconds)
             generate_times.append(seconds)
             hf_times.append(hf_seconds)
     save_file({k: v.contiguous() for k, v in hf_model.state_dict().items() if k != "lm_head.weight"}
@@ -141,6 +143,7 @@ def side(framework: str, workdir: Path, warmup: int, steps: int) -> dict:
     return {
         "step_s": statistics.median(step_times), "generate_s": statistics.median(generate_times),
         "hf_generate_s": statistics.median(hf_times), "step_all_s": step_times,
+        "step_cpu_s": statistics.median(step_cpu),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "first_stats": first_stats,
     }
@@ -165,13 +168,14 @@ def numerics(workdir: Path, trl: dict, ours: dict) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'model':<5} {'resp':>4} | {'TRL step':>9} {'rlcode':>8} {'ratio':>6} | {'TRL gen':>8} {'rlcode':>8} "
-            f"{'HF x16':>8} | {'TRL MB':>7} {'rlcode MB':>9} | {'Δstat':>8} {'Δweight':>8}")
+            f"{'HF x16':>8} | {'CPU-s ratio':>11} | {'TRL MB':>7} {'rlcode MB':>9} | {'Δstat':>8} {'Δweight':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         t, o = r["trl"], r["rlcode"]
         print(f"{r['model']:<5} {r['length']:>4} | {t['step_s']:>9.3f} {o['step_s']:>8.3f} {r['step_ratio']:>6.2f} | "
               f"{t['generate_s']:>8.3f} {o['generate_s']:>8.3f} {o['hf_generate_s']:>8.3f} | "
+              f"{o['step_cpu_s'] / t['step_cpu_s']:>11.2f} | "
               f"{t['peak_rss_mb']:>7.0f} {o['peak_rss_mb']:>9.0f} | "
               f"{r['numerics']['first_step_stat_max_abs']:>8.1e} {r['numerics']['final_weight_max_abs']:>8.1e}")
 
