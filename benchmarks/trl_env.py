@@ -12,11 +12,13 @@ hash of that requirements file; a venv whose stamp differs is rebuilt. ``trl_par
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -61,21 +63,29 @@ def is_ready(path: Path = DEFAULT_VENV) -> bool:
 def ensure_trl_venv(path: Path = DEFAULT_VENV, recreate: bool = False, quiet: bool = False) -> Path:
     """Return the TRL venv's python, creating the venv from requirements-trl.txt when needed (~1 min)."""
     path = Path(path)
-    if recreate or not is_ready(path):
-        shutil.rmtree(path, ignore_errors=True)
-        if not quiet:
-            print(f"creating the TRL 0.11.4 reference venv in {path} (about a minute) ...", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(path)
-        command = [str(venv_python(path)), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)]
-        environment = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-        result = subprocess.run(command, env=environment, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"installing {REQUIREMENTS.name} into {path} failed:\n{result.stderr[-3000:]}\n"
-                "PyPI must be reachable; rerun with --recreate after fixing the network or pins."
-            )
-        (path / STAMP).write_text(requirements_hash() + "\n")
+    lock_name = f"rlcode-trl-venv-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}.lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:  # two test runs must not build it at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if recreate or not is_ready(path):
+            _create(path, quiet)
     return venv_python(path)
+
+
+def _create(path: Path, quiet: bool) -> None:
+    """Build the venv afresh: python -m venv, then pip install -r requirements-trl.txt."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not quiet:
+        print(f"creating the TRL 0.11.4 reference venv in {path} (about a minute) ...", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    command = [str(venv_python(path)), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)]
+    environment = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"installing {REQUIREMENTS.name} into {path} failed:\n{result.stderr[-3000:]}\n"
+            "PyPI must be reachable; rerun with --recreate after fixing the network or pins."
+        )
+    (path / STAMP).write_text(requirements_hash() + "\n")
 
 
 def smoke_test(python: Path) -> str:
