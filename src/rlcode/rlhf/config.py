@@ -43,6 +43,9 @@ class PPOConfig:
     target_kl: float = doc_field(1.0, "KL bound for early_stopping")
     max_grad_norm: float | None = doc_field(None, "clip the gradient norm at every optimizer step")
     seed: int = doc_field(0, "seeds python, numpy (minibatch order) and torch at construction")
+    fused_activations: bool = doc_field(
+        True, "step() runs the model's Python tanh-GELU (GPT-2's gelu_new) as one fused kernel (equal to float rounding)"
+    )
     forward_batch_size: int | None = doc_field(
         None, "rows per no-grad forward (None: chunks under 256 MB of log-softmax, and 512 tokens on a CPU)"
     )
