@@ -146,7 +146,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path, config_class: type | None = None) -> dict[str, Any]:
     """Read a TOML or JSON config file into a flat dict (a [section] table with one entry is unwrapped)."""
     path = Path(path)
     if not path.is_file():
@@ -169,7 +169,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     elif suffix in (".yml", ".yaml"):
         from rlcode.zoo import load_yaml_config
 
-        data = load_yaml_config(path)
+        data = load_yaml_config(path, config_class)
     else:
         raise ConfigError(f"config file {str(path)!r} has an unknown suffix; use .toml, .json or .yaml.")
     if not isinstance(data, dict):
@@ -201,7 +201,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from_args(cls: type[C], args: argparse.Namespace, config_file: str | Path | None = None) -> C:
     """File values first, then the flags the user actually gave on the command line."""
-    data: dict[str, Any] = dict(load_config_file(config_file)) if config_file else {}
+    data: dict[str, Any] = dict(load_config_file(config_file, cls)) if config_file else {}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for name in names:
         if hasattr(args, name):

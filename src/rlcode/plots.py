@@ -23,8 +23,8 @@ import numpy as np
 from rlcode.metrics import EPISODE_RETURN, read_metrics
 
 TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
-# Tabular runs log the exact value of their greedy policy; used when the asked metric is missing.
-FALLBACK_METRICS = ("value/exact_value", "train/return_mean", "eval/mean_return")
+# Used when the asked metric is missing; tabular runs plot the exact value of their greedy policy.
+FALLBACK_METRICS = ("value/exact_value", "eval/mean_return")
 GRID_POINTS = 200
 BOOTSTRAP_RESAMPLES = 2000
 SEED_KEYS = ("seed",)  # config keys that tell seeds apart; runs equal in all others are one curve
@@ -124,7 +124,10 @@ def _slug(text: str) -> str:
 def _metric_for(runs: list[Run], metric: str) -> str:
     """``metric`` if the runs logged it, else the first fallback they all logged."""
     records = [read_metrics(run.path) for run in runs]
-    for candidate in (metric, *FALLBACK_METRICS):
+    candidates: tuple[str, ...] = (metric, *FALLBACK_METRICS)
+    if metric == EPISODE_RETURN and all(run.algorithm in TABULAR_ALGORITHMS for run in runs):
+        candidates = ("value/exact_value", *candidates)  # exact, not the noisy ε-greedy training return
+    for candidate in candidates:
         if all(curve(r, candidate)[0].size for r in records):
             return candidate
     raise ValueError(

@@ -72,7 +72,7 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
     q = np.full((int(env.observation_space.n), int(env.action_space.n)), float(config.initial_q))  # [S, A]
     # step = TD updates (env steps), as in the other tiers; the episode count is logged beside it
     with MetricsLogger(run_dir, quiet=quiet, config=config_to_dict(config), show=(
-            "train/episodes", "train/return_mean", "value/exact_value", "value/gap_percent")) as logger:
+            "rollout/episodes", "rollout/episode_return", "value/exact_value", "value/gap_percent")) as logger:
         progress = _td_loop(config, q, rng, env, sampler, table, horizon, best, logger)
     if not np.isfinite(q).all():
         raise RuntimeError("the Q-table holds non-finite values; lower learning_rate or initial_q. Nothing saved.")
@@ -118,8 +118,8 @@ def _td_loop(config: TabularConfig, q: np.ndarray, rng: np.ndarray, env: Any, sa
                 q, env, config.algorithm, config.gamma, epsilon, learning_rate, done, n_episodes,
                 config.episodes, rng, seed=config.seed)
         updates, done, returns_sum = updates + chunk_updates, done + n_episodes, returns_sum + float(returns.sum())
-        record = {"train/episodes": done, "train/return_mean": float(returns.mean()),
-                  "train/episode_length": float(lengths.mean()), "schedule/epsilon": epsilon(done / config.episodes),
+        record = {"rollout/episodes": done, "rollout/episode_return": float(returns.mean()),
+                  "rollout/episode_length": float(lengths.mean()), "schedule/epsilon": epsilon(done / config.episodes),
                   "schedule/learning_rate": learning_rate(done / config.episodes)}
         if table is not None and best is not None:
             current = exact_value(table, greedy_policy(q), horizon)
