@@ -111,8 +111,10 @@ def timed(function, *args, **kwargs) -> float:
     return time.perf_counter() - started
 
 
-def side(framework: str, workdir: Path, warmup: int, steps: int) -> dict:
+def side(framework: str, workdir: Path, warmup: int, steps: int, threads: int) -> dict:
     """One process's measurements: step() and generation times, peak RSS, first-step stats, final weights."""
+    if threads:
+        torch.set_num_threads(threads)
     trainer, hf_model, value_head, tokenizer = build(framework, workdir)
     inputs = load_file(workdir / "inputs.safetensors")
     length = json.loads((workdir / "case.json").read_text())["length"]
@@ -149,9 +151,9 @@ def side(framework: str, workdir: Path, warmup: int, steps: int) -> dict:
     }
 
 
-def run_process(python: str, framework: str, workdir: Path, warmup: int, steps: int) -> dict:
+def run_process(python: str, framework: str, workdir: Path, warmup: int, steps: int, threads: int) -> dict:
     command = [python, __file__, "--side", framework, "--workdir", str(workdir), "--warmup", str(warmup),
-               "--steps", str(steps)]
+               "--steps", str(steps), "--threads", str(threads)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{framework} side failed:\n{result.stderr[-4000:]}")
@@ -186,33 +188,38 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--models", default="A,B")
     parser.add_argument("--lengths", default=",".join(map(str, RESPONSE_LENGTHS)))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of both sides (0: torch's default, one per core); on a busy machine "
+                        "1 avoids OpenMP threads spinning while their partner is descheduled")
     parser.add_argument("--out", type=Path, help="write all measurements as JSON")
     parser.add_argument("--side", choices=["trl", "rlcode"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        print(json.dumps(side(args.side, args.workdir, args.warmup, args.steps)))
+        print(json.dumps(side(args.side, args.workdir, args.warmup, args.steps, args.threads)))
         return 0
     sys.path.insert(0, str(HERE))
     from trl_env import ensure_trl_venv
 
     trl_python = str(ensure_trl_venv())
+    start_load = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as temp:
         for name in args.models.split(","):
             for length in map(int, args.lengths.split(",")):
                 workdir = Path(temp) / f"{name}-{length}"
                 write_case(workdir, name, length, args.warmup + args.steps)
-                trl = run_process(trl_python, "trl", workdir, args.warmup, args.steps)
-                ours = run_process(MAIN_PYTHON, "rlcode", workdir, args.warmup, args.steps)
+                trl = run_process(trl_python, "trl", workdir, args.warmup, args.steps, args.threads)
+                ours = run_process(MAIN_PYTHON, "rlcode", workdir, args.warmup, args.steps, args.threads)
                 rows.append({"model": name, "length": length, "trl": trl, "rlcode": ours,
                              "step_ratio": ours["step_s"] / trl["step_s"], "numerics": numerics(workdir, trl, ours)})
     print(f"median seconds over {args.steps} calls after {args.warmup} warm-up; batch {BATCH}, mini batch "
-          f"{MINI_BATCH}, {EPOCHS} epochs, query length {QUERY_LENGTH}; load {os.getloadavg()[0]:.2f}")
+          f"{MINI_BATCH}, {EPOCHS} epochs, query length {QUERY_LENGTH}; torch threads {rows[0]['rlcode']['threads']}; "
+          f"load average at start {start_load:.2f}, at end {os.getloadavg()[0]:.2f}")
     print_table(rows)
     if args.out:
         meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                "load_average": os.getloadavg(), "steps": args.steps, "warmup": args.warmup}
+                "load_average_start": start_load, "load_average_end": os.getloadavg(), "steps": args.steps, "warmup": args.warmup}
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
