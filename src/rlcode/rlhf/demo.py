@@ -51,7 +51,7 @@ def run_demo(
 ) -> list[dict[str, float]]:
     """Run the demo; returns one row per PPO step (the columns of ``COLUMNS``) and saves the trainer."""
     from rlcode.metrics import MetricsLogger
-    from rlcode.rlhf import PPOConfig, PPOTrainer
+    from rlcode.rlhf import PPOConfig, PPOTrainer, set_seed
 
     out = Path(out)
     say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))
@@ -61,6 +61,7 @@ def run_demo(
         model = str(path)
         say(f"pre-trained a tiny GPT-2 on the synthetic language: loss {losses[0]:.2f} -> "
             f"{sum(losses[-20:]) / 20:.2f} in {time.perf_counter() - started:.1f} s; saved to {model}")
+    set_seed(seed)  # the value head is initialised inside from_pretrained: seed first, so runs repeat
     policy, tokenizer = load_policy(model)
     config = PPOConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
                        init_kl_coef=init_kl_coef, seed=seed)
