@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import torch
 
-from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig
 from rlcode.policy_gradient.optim import gradient_step
-from rlcode.policy_gradient.rollout import valid_rows
+from rlcode.policy_gradient.rollout import valid_rows, with_gae
 
 _KEYS = ("observations", "actions", "advantages", "returns")
 
 
 def prepare(batch: TensorBatch, config: A2CConfig) -> TensorBatch:
     """Add advantages and returns (GAE, λ = gae_lambda) to a rollout from ``with_policy_outputs``."""
-    advantages, returns = gae(
-        batch.rewards, batch["values"], batch.next_values, batch.continues, config.gamma, config.gae_lambda
-    )
-    batch["advantages"], batch["returns"] = advantages, returns  # [B, T]
-    return batch
+    return with_gae(batch, config.gamma, config.gae_lambda)
 
 
 def update(

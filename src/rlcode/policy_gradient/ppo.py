@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import torch
 
-from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
 from rlcode.losses import approx_kl, clipped_surrogate_loss, value_loss
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import PPOConfig
 from rlcode.policy_gradient.optim import gradient_step
-from rlcode.policy_gradient.rollout import valid_rows
+from rlcode.policy_gradient.rollout import valid_rows, with_gae
 
 _KEYS = ("observations", "actions", "old_log_probs", "values", "advantages", "returns")
 
 
 def prepare(batch: TensorBatch, config: PPOConfig) -> TensorBatch:
-    """Add GAE advantages and returns to a rollout from ``with_policy_outputs``."""
-    advantages, returns = gae(
-        batch.rewards, batch["values"], batch.next_values, batch.continues, config.gamma, config.gae_lambda
-    )
-    batch["advantages"], batch["returns"] = advantages, returns  # [B, T]
-    return batch
+    """Add advantages and returns (GAE, λ = gae_lambda) to a rollout from ``with_policy_outputs``."""
+    return with_gae(batch, config.gamma, config.gae_lambda)
 
 
 def update(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.normalize import Normalizer
@@ -145,3 +146,11 @@ def valid_rows(batch: TensorBatch, keys: tuple[str, ...]) -> TensorBatch:
     if bool(mask.all()):
         return flat
     return flat[mask.nonzero().squeeze(1)]
+
+
+def with_gae(batch: TensorBatch, gamma: float, gae_lambda: float) -> TensorBatch:
+    """Add GAE advantages and returns (λ = gae_lambda; 1 gives n-step returns) to a rollout from
+    ``with_policy_outputs``; A2C and PPO both prepare their batches this way."""
+    advantages, returns = gae(batch.rewards, batch["values"], batch.next_values, batch.continues, gamma, gae_lambda)
+    batch["advantages"], batch["returns"] = advantages, returns  # [B, T]
+    return batch
