@@ -197,6 +197,17 @@ def write_model_card(
     return path
 
 
+def write_run_card(run_dir: str | Path, algorithm: str, env_id: str, config: Mapping[str, Any],
+                   result: Mapping[str, Any]) -> Path:
+    """The card a tier's ``train()`` writes: mean/std return from ``result``, its finite numbers as metrics."""
+    metrics = {
+        k: v for k, v in result.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+    return write_model_card(run_dir, algorithm=algorithm, env_id=env_id, mean_return=result["mean_return"],
+                            std_return=result["std_return"], config=config, metrics=metrics)
+
+
 def read_card_metadata(path: str | Path) -> dict[str, Any]:
     """The YAML front matter of a model card."""
     text = Path(path).read_text(encoding="utf-8")

@@ -282,25 +282,15 @@ def train(
     run.save(run_dir, extra_state={"result": {k: v for k, v in result.items() if k not in ("run_dir", "evaluations")}})
     run.close()
     if run.done:
-        _write_model_card(run_dir, config, result)
+        from rlcode.model_card import write_run_card
+
+        write_run_card(run_dir, config.algorithm, config.env_id, config_to_dict(config), result)
     if not quiet:
         print(f"{config.algorithm} on {config.env_id}: {run.timesteps:,} steps in {train_seconds:.1f}s "
               f"({result['steps_per_second']:,.0f} steps/s); deterministic return "
               f"{result['mean_return']:.1f} ± {result['std_return']:.1f} over {config.eval_episodes} episodes; "
               f"saved to {run_dir}")
     return result
-
-
-def _write_model_card(run_dir: Path, config: PolicyGradientConfig, result: dict[str, Any]) -> None:
-    try:
-        from rlcode.model_card import write_model_card
-    except ModuleNotFoundError:  # the extras tier is optional
-        return
-    from rlcode.configs import config_to_dict
-
-    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and np.isfinite(v)}
-    write_model_card(run_dir, algorithm=config.algorithm, env_id=config.env_id, mean_return=result["mean_return"],
-                     std_return=result["std_return"], config=config_to_dict(config), metrics=metrics)
 
 
 def evaluate(

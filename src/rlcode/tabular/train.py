@@ -169,13 +169,9 @@ def _save(run_dir: Path, config: TabularConfig, q: np.ndarray, rng: np.ndarray, 
              "rng": rng_json, "result": {k: _finite_or_none(v) for k, v in result.items() if k != "run_dir"}}
     save_checkpoint(run_dir, Checkpoint(config=config_to_dict(config), tensors={"q_table": {"q_table": q}},
                                         state=state))
-    try:
-        from rlcode.model_card import write_model_card
-    except ModuleNotFoundError:  # the extras tier is optional
-        return
-    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and np.isfinite(v)}
-    write_model_card(run_dir, algorithm=config.algorithm, env_id=config.env, mean_return=result["mean_return"],
-                     std_return=result["std_return"], config=config_to_dict(config), metrics=metrics)
+    from rlcode.model_card import write_run_card
+
+    write_run_card(run_dir, config.algorithm, config.env, config_to_dict(config), result)
 
 
 def _finite_or_none(value: Any) -> Any:
