@@ -153,6 +153,10 @@ class PPOConfig(PolicyGradientConfig):
     clip_range_schedule: Literal["constant", "linear"] = doc_field("linear", "clip range: constant, or linear to 0")
     value_clip_range: float | None = doc_field(None, "clip value updates around the old values (None = off)")
     target_kl: float | None = doc_field(None, "stop the epochs once approx KL exceeds 1.5*target_kl (None = off)")
+    fused_update: bool = doc_field(
+        True, "gradient steps with a hand-written backward and one flat Adam (same maths, ~3x faster on "
+        "small MLPs); false: autograd. Used only with Adam; other optimizers always take autograd"
+    )
 
     algorithm = "ppo"
 

@@ -1,5 +1,9 @@
 """PPO (Schulman et al. 2017): clipped surrogate over epochs of shuffled minibatches, with GAE.
 
+Two implementations of the same step: ``_minibatch_step`` with autograd (the reference, and the path
+for anything but Adam on an ``ActorCritic``), and fused.py's hand-written backward and flat Adam, about
+3x faster on small MLPs (``PPOConfig.fused_update``, on by default; tests hold the two together).
+
 Matches SB3's PPO where it matters for comparison: advantages whitened per minibatch, critic loss
 E[(V − R)²] weighted by value_coef, early stop when the k3 KL estimate exceeds 1.5·target_kl.
 """
@@ -11,6 +15,7 @@ import torch
 from rlcode.batch import TensorBatch
 from rlcode.losses import approx_kl, clipped_surrogate_loss, value_loss
 from rlcode.masked import masked_whiten
+from rlcode.policy_gradient import fused
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import PPOConfig
 from rlcode.policy_gradient.optim import gradient_step
@@ -35,11 +40,30 @@ def update(
     """num_epochs passes of minibatch steps; ``clip_range`` overrides config.clip_range (schedules)."""
     clip = config.clip_range if clip_range is None else clip_range
     flat = valid_rows(batch, _KEYS)  # [N, ...], N <= B*T: autoreset steps dropped
-    parameters = list(policy.parameters())
     # minibatch_size divides B*T; with a few rows dropped, split into as many near-equal minibatches
     count = max(1, round(flat.size / config.minibatch_size))
+    if config.fused_update and fused.unsupported_reason(policy, optimizer) is None:
+        history, stopped_early = fused.ppo_update(policy, optimizer, flat, config, clip, generator, count)
+    else:
+        history, stopped_early = _epochs(policy, optimizer, flat, config, clip, generator, count)
+    result = {key: float(values.mean()) for key, values in history.items()}
+    result["update/early_stop"] = float(stopped_early)
+    result["policy/clip_range"] = clip
+    return result
+
+
+def _epochs(
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    flat: TensorBatch,
+    config: PPOConfig,
+    clip: float,
+    generator: torch.Generator | None,
+    count: int,
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """The epochs of minibatch steps with autograd; returns (statistics per step [S], stopped early)."""
+    parameters = list(policy.parameters())
     history: dict[str, list[torch.Tensor]] = {}
-    stopped_early = False
     for _ in range(config.num_epochs):
         if count == 1:  # one minibatch needs no shuffle: the mean over all rows does not depend on order
             minibatches = [flat]
@@ -48,16 +72,14 @@ def update(
         for minibatch in minibatches:
             stats = _minibatch_step(policy, optimizer, parameters, minibatch, config, clip)
             if stats is None:
-                stopped_early = True
-                break
+                return _stacked(history), True
             for key, value in stats.items():
                 history.setdefault(key, []).append(value)
-        if stopped_early:
-            break
-    result = {key: float(torch.stack(values).mean()) for key, values in history.items()}
-    result["update/early_stop"] = float(stopped_early)
-    result["policy/clip_range"] = clip
-    return result
+    return _stacked(history), False
+
+
+def _stacked(history: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack(values) for key, values in history.items()}
 
 
 def _minibatch_step(

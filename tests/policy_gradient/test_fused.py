@@ -1,0 +1,117 @@
+"""The fused PPO step (hand-written backward, flat Adam) against the autograd step it replaces."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import gymnasium
+import pytest
+import torch
+
+from rlcode.batch import TensorBatch
+from rlcode.policy_gradient import fused, ppo
+from rlcode.policy_gradient.config import PPOConfig
+from rlcode.policy_gradient.optim import make_optimizer
+from rlcode.policy_gradient.train import build_policy
+
+CASES = [  # (env, shared_trunk, activation, value_clip_range, entropy_coef, minibatch_size, hidden_sizes)
+    ("CartPole-v1", False, "tanh", None, 0.0, 256, (64, 64)),
+    ("CartPole-v1", True, "relu", 0.2, 0.01, 64, (64, 64)),
+    ("CartPole-v1", False, "relu", None, 0.05, 128, (32, 16, 8)),
+    ("Pendulum-v1", False, "tanh", 0.2, 0.01, 128, (64, 64)),
+    ("Pendulum-v1", True, "tanh", None, 0.0, 256, (64,)),
+]
+
+
+def _setup(case, fused_update: bool):
+    env_id, shared, activation, value_clip, entropy, minibatch, hidden = case
+    config = PPOConfig(env_id=env_id, shared_trunk=shared, activation=activation, value_clip_range=value_clip,
+                       entropy_coef=entropy, minibatch_size=minibatch, hidden_sizes=hidden, num_epochs=4,
+                       fused_update=fused_update, log_std_init=-0.5 if env_id == "Pendulum-v1" else None)
+    env = gymnasium.make(env_id)
+    torch.manual_seed(0)
+    policy = build_policy(config, env.observation_space, env.action_space)
+    optimizer = make_optimizer(list(policy.parameters()), "adam", 3e-3, 1e-5)
+    generator = torch.Generator().manual_seed(1)
+    rows, obs = 256, env.observation_space.shape[0]
+    continuous = policy.continuous
+    actions = torch.randn(rows, 1, generator=generator) if continuous else torch.randint(0, 2, (rows,), generator=generator)
+    observations = torch.randn(rows, obs, generator=generator)
+    with torch.no_grad():
+        old_log_probs, _, values = policy.evaluate(observations, actions)
+    batch = TensorBatch(
+        observations=observations, actions=actions,
+        old_log_probs=old_log_probs + 0.3 * torch.randn(rows, generator=generator),  # ratios away from 1
+        values=values + 0.3 * torch.randn(rows, generator=generator),  # so value clipping bites
+        advantages=torch.randn(rows, generator=generator), returns=torch.randn(rows, generator=generator),
+        mask=torch.ones(rows),
+    )
+    batch = TensorBatch({key: value.view(8, 32, *value.shape[1:]) for key, value in batch.items()})
+    return config, policy, optimizer, batch
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case[:5])))
+def test_fused_gradient_equals_autograd(case):
+    config, policy, optimizer, batch = _setup(case, fused_update=True)
+    flat = TensorBatch({key: batch[key] for key in ppo._KEYS}).flatten()
+    # autograd: the loss of ppo._minibatch_step, backward, no optimizer step
+    reference = copy.deepcopy(policy)
+    reference_optimizer = make_optimizer(list(reference.parameters()), "adam", 1e-3, 1e-5)
+    reference_optimizer.step = lambda: None  # type: ignore[method-assign]  # keep the gradients, move nothing
+    unclipped = dataclasses.replace(config, max_grad_norm=None)
+    ppo._minibatch_step(reference, reference_optimizer, list(reference.parameters()), flat, unclipped, 0.2)
+    engine = fused._for(policy, optimizer)
+    statistics = fused.gradients(engine, fused._prepare(flat, config, engine), config, 0.2)
+    assert statistics is not None
+    reference_grads = dict(reference.named_parameters())
+    names = {id(p): n for n, p in policy.named_parameters()}
+    for parameter, gradient in zip(engine.parameters, engine.slices["grad"]):
+        expected = reference_grads[names[id(parameter)]].grad
+        assert expected is not None
+        torch.testing.assert_close(gradient, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case[:5])))
+def test_fused_updates_match_autograd_updates(case):
+    results = []
+    for fused_update in (True, False):
+        config, policy, optimizer, batch = _setup(case, fused_update)
+        stats = [ppo.update(policy, optimizer, batch, config, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+        results.append((policy, optimizer, stats))
+    (fused_policy, fused_optimizer, fused_stats), (policy, optimizer, stats) = results
+    for a, b in zip(fused_policy.parameters(), policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for fused_update, update in zip(fused_stats, stats):
+        assert fused_update.keys() == update.keys()
+        for key in update:
+            # value/clip_fraction counts ties V_clipped == V, decided by the last bit of V
+            tolerance = 0.02 if key == "value/clip_fraction" else 1e-5
+            assert fused_update[key] == pytest.approx(update[key], rel=tolerance, abs=tolerance), key
+    # the torch optimizer still describes the state: same moments and step counts as autograd's Adam
+    fused_state, state = fused_optimizer.state_dict()["state"], optimizer.state_dict()["state"]
+    assert fused_state.keys() == state.keys()
+    for index in state:
+        a, b = fused_state[index], state[index]
+        assert float(a["step"]) == float(b["step"]) == 3 * 4 * (256 // case[5])
+        torch.testing.assert_close(a["exp_avg"], b["exp_avg"], rtol=1e-4, atol=1e-7)
+
+
+def test_parameters_stay_usable_after_load_state_dict_and_fallbacks():
+    config, policy, optimizer, batch = _setup(CASES[0], fused_update=True)
+    ppo.update(policy, optimizer, batch, config)
+    engine = fused._for(policy, optimizer)
+    assert engine.is_bound()
+    # a checkpoint load gives the optimizer new state tensors: the next update binds again, keeping them
+    state = copy.deepcopy(optimizer.state_dict())
+    optimizer.load_state_dict(state)
+    assert not engine.is_bound()
+    before = [p.detach().clone() for p in policy.parameters()]
+    ppo.update(policy, optimizer, batch, config)
+    assert engine.is_bound() and any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    assert float(next(iter(optimizer.state.values()))["step"]) == 2 * 4  # 4 epochs of one minibatch per update
+    # the autograd path steps the same bound optimizer and keeps one step count for all
+    ppo.update(policy, optimizer, batch, dataclasses.replace(config, fused_update=False))
+    assert {float(s["step"]) for s in optimizer.state.values()} == {3 * 4}
+    rmsprop = make_optimizer(list(policy.parameters()), "rmsprop", 1e-3, 1e-5)
+    assert "RMSprop" in str(fused.unsupported_reason(policy, rmsprop))
