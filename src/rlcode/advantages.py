@@ -21,11 +21,11 @@ def gae(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, eq. 16); returns (advantages, returns)."""
     deltas = rewards + gamma * next_values - values  # [B, T]
+    decay = (gamma * lam) * continues  # [B, T]
     advantages = torch.empty_like(deltas)
     running = torch.zeros_like(deltas[:, 0])  # [B]
-    for t in reversed(range(deltas.shape[1])):
-        running = deltas[:, t] + gamma * lam * continues[:, t] * running
-        advantages[:, t] = running
+    for t in reversed(range(deltas.shape[1])):  # A_t = δ_t + γλ·c_t·A_{t+1}, one op per step
+        running = torch.addcmul(deltas[:, t], decay[:, t], running, out=advantages[:, t])
     return advantages, advantages + values
 
 

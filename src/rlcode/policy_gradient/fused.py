@@ -228,9 +228,6 @@ def _for(policy: ActorCritic, optimizer: torch.optim.Optimizer) -> FlatAdamMLP:
     return engine
 
 
-STATISTICS = ("loss/policy", "loss/value", "policy/approx_kl", "policy/clip_fraction", "value/clip_fraction")
-
-
 def ppo_update(
     policy: ActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -242,7 +239,7 @@ def ppo_update(
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """ppo.update's epochs of minibatch steps, fused; returns (statistics per step [S], stopped early)."""
     engine = _for(policy, optimizer)
-    rows: list[torch.Tensor] = []  # one per step: STATISTICS
+    steps: list[dict[str, torch.Tensor]] = []  # per step, the per-row terms that statistics average
     norms: list[float] = []
     prepared = _prepare(flat, config, engine) if count == 1 else None
     stopped_early = False
@@ -251,21 +248,43 @@ def ppo_update(
             minibatches = [prepared]
         else:
             order = torch.randperm(flat.size, generator=generator).tensor_split(count)
-            minibatches = [_prepare(flat[rows], config, engine) for rows in order]
+            minibatches = [_prepare(flat[indices], config, engine) for indices in order]
         for minibatch in minibatches:
-            statistics = gradients(engine, minibatch, config, clip)
-            if statistics is None:
+            terms = gradients(engine, minibatch, config, clip)
+            if terms is None:
                 stopped_early = True
                 break
-            rows.append(statistics)
+            steps.append(terms)
             norms.append(engine.adam_step(config.max_grad_norm))
         if stopped_early:
             break
-    if not rows:
+    if not steps:
         return {}, stopped_early
-    history = dict(zip(STATISTICS, torch.stack(rows).unbind(1)))
-    history["optim/grad_norm"] = torch.tensor(norms)
-    return history, stopped_early
+    return _statistics(steps) | {"optim/grad_norm": torch.tensor(norms)}, stopped_early
+
+
+def _statistics(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """ppo._minibatch_step's statistics for every step [S], from the per-row terms kept by ``gradients``
+    (computed once per update rather than a dozen small ops per step)."""
+
+    def per_step(names: tuple[str, ...], row_values: Any) -> torch.Tensor:
+        columns = [tuple(step[name] for name in names) for step in steps]
+        if len({column[0].shape[0] for column in columns}) == 1:  # all steps alike: at once, [S, N]
+            return row_values(*(torch.stack(parts) for parts in zip(*columns))).mean(-1)
+        return torch.stack([row_values(*column).mean() for column in columns])
+
+    statistics = {
+        "loss/policy": per_step(("unclipped", "clipped"), torch.maximum),
+        "policy/approx_kl": per_step(("log_ratio",), lambda log_ratio: 0.5 * log_ratio.square()),  # as TRL
+        "policy/clip_fraction": per_step(("kept",), lambda kept: (~kept).float()),
+    }
+    if "value_loss" in steps[0]:  # value clipping
+        statistics["loss/value"] = per_step(("value_loss",), lambda value_loss: value_loss)
+        statistics["value/clip_fraction"] = per_step(("value_clipped",), lambda clipped: clipped.float())
+    else:
+        statistics["loss/value"] = per_step(("error",), torch.square)
+        statistics["value/clip_fraction"] = torch.zeros(len(steps))
+    return statistics
 
 
 def _prepare(minibatch: TensorBatch, config: Any, engine: FlatAdamMLP) -> TensorBatch:
@@ -287,11 +306,11 @@ def _prepare(minibatch: TensorBatch, config: Any, engine: FlatAdamMLP) -> Tensor
     return prepared
 
 
-def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: float) -> torch.Tensor | None:
+def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: float) -> dict[str, torch.Tensor] | None:
     """The loss of ppo._minibatch_step, differentiated by hand: fills engine.grad.
 
-    ``minibatch`` comes from ``_prepare``. Returns the step's STATISTICS [5], or None when target_kl
-    says to stop before this step.
+    ``minibatch`` comes from ``_prepare``. Returns per-row terms for ``_statistics``, or None when
+    target_kl says to stop before this step.
     """
     count = minibatch.returns.shape[0]
     activations, output, values = engine.forward(minibatch.inputs)
@@ -316,11 +335,11 @@ def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: fl
     d_log_probs = torch.where(kept, unclipped, 0.0).div_(count)
     # value term: value_coef * mean((V - R)^2), or of max((V - R)^2, (V_clipped - R)^2) with clipping
     error = values - minibatch.returns
-    squared = error.square()
+    terms = {"unclipped": unclipped, "clipped": clipped, "log_ratio": log_ratio, "kept": kept, "error": error}
     if config.value_clip_range is None:
-        d_values = error.mul_(2.0 * config.value_coef / count)
-        value_terms = [squared, torch.zeros_like(squared)]
+        d_values = error * (2.0 * config.value_coef / count)
     else:
+        squared = error.square()
         change = values - minibatch.old_values
         clip_value = config.value_clip_range
         clipped_error = minibatch.old_values + torch.clamp(change, -clip_value, clip_value) - minibatch.returns
@@ -328,7 +347,8 @@ def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: fl
         # the larger square carries the gradient; the clipped one only while the change is inside the range
         d_values = torch.where(squared >= clipped_squared, error, clipped_error * (change.abs() <= clip_value))
         d_values = d_values.mul_(2.0 * config.value_coef / count)
-        value_terms = [torch.maximum(squared, clipped_squared), torch.gt(clipped_squared, squared).float()]
+        terms["value_loss"] = torch.maximum(squared, clipped_squared)
+        terms["value_clipped"] = torch.gt(clipped_squared, squared)
     d_log_std = None
     if log_std is not None:
         # d log π / dμ = z / σ; d log π / d log σ = z^2 - 1; the entropy Σ(½ + log √(2π) + log σ) adds 1 per dim
@@ -342,6 +362,4 @@ def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: fl
             entropy = -(probabilities * all_log_probs).sum(1, keepdim=True)
             d_output += (config.entropy_coef / count) * probabilities * (all_log_probs + entropy)
     engine.backward(activations, d_output, d_values, d_log_std)
-    statistics = torch.stack([torch.maximum(unclipped, clipped), value_terms[0], 0.5 * log_ratio.square(),
-                              (~kept).float(), value_terms[1]])  # STATISTICS; approx_kl = ½ E[(log r)^2]
-    return statistics.mean(1)
+    return terms
