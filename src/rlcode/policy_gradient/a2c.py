@@ -6,14 +6,12 @@ minus V(s_t), bootstrapping at the rollout's end and at truncations (SB3's A2C d
 
 from __future__ import annotations
 
-import torch
-
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig
-from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.optim import Optimizer, gradient_step
 from rlcode.policy_gradient.rollout import valid_rows, with_gae
 
 _KEYS = ("observations", "actions", "advantages", "returns")
@@ -25,7 +23,7 @@ def prepare(batch: TensorBatch, config: A2CConfig) -> TensorBatch:
 
 
 def update(
-    policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: TensorBatch, config: A2CConfig
+    policy: ActorCritic, optimizer: Optimizer, batch: TensorBatch, config: A2CConfig
 ) -> dict[str, float]:
     """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
     flat = valid_rows(batch, _KEYS)  # [N, ...]

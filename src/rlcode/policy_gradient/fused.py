@@ -5,7 +5,7 @@ on one core) for ~13 MFLOP of arithmetic (~0.1 ms). Here
 
 - every parameter, its gradient and its Adam moments are views into three flat buffers, so the global
   gradient norm, the clip and Adam are one op each (the same ``torch._fused_adam_`` kernel that
-  ``torch.optim.Adam(fused=True)`` calls, so the update arithmetic is unchanged);
+  ``torch.optim.Adam(fused=True)`` and optim.Adam call, so the update arithmetic is unchanged);
 - the actor's and critic's trunks are stacked as ``[2, N, H]`` activations: one batched matmul per
   layer for both networks, forward and backward;
 - the gradients of the clipped surrogate, value and entropy terms with respect to the heads' outputs
@@ -28,14 +28,15 @@ import torch
 from rlcode.batch import TensorBatch
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
+from rlcode.policy_gradient.optim import Adam, Optimizer
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def unsupported_reason(policy: ActorCritic, optimizer: torch.optim.Optimizer) -> str | None:
+def unsupported_reason(policy: ActorCritic, optimizer: Optimizer) -> str | None:
     """Why the fused step cannot run this policy/optimizer pair (None when it can)."""
-    if type(optimizer) is not torch.optim.Adam:
-        return f"the optimizer is {type(optimizer).__name__}, not Adam"
+    if not isinstance(optimizer, Adam):
+        return f"the optimizer is {type(optimizer).__name__}, not rlcode's Adam"
     group = optimizer.param_groups
     if len(group) != 1:
         return "the optimizer has several parameter groups"
@@ -56,7 +57,7 @@ class FlatAdamMLP:
     [T, out, in] then a bias block [T, out]; then the policy head, the value head and log_std.
     """
 
-    def __init__(self, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, policy: ActorCritic, optimizer: Optimizer) -> None:
         self.policy, self.optimizer = policy, optimizer
         bodies = [policy.actor_body] if policy.shared_trunk else [policy.actor_body, policy.critic_body]
         self.trunks = len(bodies)
@@ -218,7 +219,7 @@ class FlatAdamMLP:
         return norm
 
 
-def _for(policy: ActorCritic, optimizer: torch.optim.Optimizer) -> FlatAdamMLP:
+def _for(policy: ActorCritic, optimizer: Optimizer) -> FlatAdamMLP:
     """The FlatAdamMLP of this policy/optimizer pair, built once and re-bound when needed."""
     engine: FlatAdamMLP | None = getattr(policy, "_flat_adam_mlp", None)
     if engine is None or engine.optimizer is not optimizer:
@@ -230,7 +231,7 @@ def _for(policy: ActorCritic, optimizer: torch.optim.Optimizer) -> FlatAdamMLP:
 
 def ppo_update(
     policy: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     flat: TensorBatch,
     config: Any,
     clip: float,

@@ -18,7 +18,7 @@ from rlcode.masked import masked_whiten
 from rlcode.policy_gradient import fused
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import PPOConfig
-from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.optim import Optimizer, gradient_step
 from rlcode.policy_gradient.rollout import valid_rows, with_gae
 
 _KEYS = ("observations", "actions", "old_log_probs", "values", "advantages", "returns")
@@ -31,7 +31,7 @@ def prepare(batch: TensorBatch, config: PPOConfig) -> TensorBatch:
 
 def update(
     policy: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     batch: TensorBatch,
     config: PPOConfig,
     clip_range: float | None = None,
@@ -54,7 +54,7 @@ def update(
 
 def _epochs(
     policy: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     flat: TensorBatch,
     config: PPOConfig,
     clip: float,
@@ -84,7 +84,7 @@ def _stacked(history: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 def _minibatch_step(
     policy: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     parameters: list[torch.nn.Parameter],
     minibatch: TensorBatch,
     config: PPOConfig,

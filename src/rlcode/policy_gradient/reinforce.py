@@ -16,7 +16,7 @@ from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import ReinforceConfig
-from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.optim import Optimizer, gradient_step
 from rlcode.policy_gradient.rollout import valid_rows
 
 _KEYS = ("observations", "actions", "advantages", "returns")
@@ -35,7 +35,7 @@ def prepare(batch: TensorBatch, config: ReinforceConfig) -> TensorBatch:
 
 
 def update(
-    policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: TensorBatch, config: ReinforceConfig
+    policy: ActorCritic, optimizer: Optimizer, batch: TensorBatch, config: ReinforceConfig
 ) -> dict[str, float]:
     """One gradient step on every step of the rollout that has a return; returns loss statistics."""
     used = float(batch.mask.mean())
