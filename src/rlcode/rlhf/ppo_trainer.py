@@ -29,7 +29,7 @@ from rlcode.distributed import (
     world_size,
 )
 from rlcode.rlhf.config import PPOConfig
-from rlcode.rlhf.fused import fused_activations
+from rlcode.rlhf.fused import fused_activations, sparse_tied_embeddings
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
@@ -147,7 +147,7 @@ class PPOTrainer:
         )
         batch = ResponseBatch.pad(queries, responses, response_masks, self._padding_id, self.model.device)
         activations = fused_activations(self.model, self.ref_model) if self.config.fused_activations else nullcontext()
-        with activations:
+        with activations, sparse_tied_embeddings(self.model.pretrained_model):
             stats = self._step(batch, scores_used)
         stats["time/ppo/total"] = time.time() - start
         return stats
