@@ -46,6 +46,10 @@ class PPOConfig:
     fused_activations: bool = doc_field(
         True, "step() runs the model's Python tanh-GELU (GPT-2's gelu_new) as one fused kernel (equal to float rounding)"
     )
+    cpu_heap_cache: bool = doc_field(
+        True, "on a CPU under glibc, keep freed memory in the heap (mallopt, process-wide) so that each minibatch's "
+        "large temporaries do not page-fault afresh; see rlcode.rlhf.allocator"
+    )
     forward_batch_size: int | None = doc_field(
         None, "rows per no-grad forward (None: chunks under 256 MB of log-softmax, and 512 tokens on a CPU)"
     )

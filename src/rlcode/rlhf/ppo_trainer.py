@@ -28,6 +28,7 @@ from rlcode.distributed import (
     rank,
     world_size,
 )
+from rlcode.rlhf.allocator import keep_freed_memory
 from rlcode.rlhf.config import PPOConfig
 from rlcode.rlhf.fused import fused_activations, sparse_tied_embeddings
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
@@ -99,6 +100,8 @@ class PPOTrainer:
             self.ref_model.eval()
             self.ref_model.requires_grad_(False)
         self.model.eval()  # every forward is dropout-free, so the first ratio is exactly 1
+        if config.cpu_heap_cache and self.model.device.type == "cpu":
+            keep_freed_memory()
         self.tokenizer = tokenizer
         self.pad_token_id, self.eos_token_id = self._special_tokens(tokenizer)
         # Right padding is never attended to; any in-vocabulary id will do when the pad id is not one.
