@@ -30,7 +30,9 @@ TOKEN_MEANS = (
 )
 
 
-POLICY_KL = MINIBATCH_STATS.index("policy/policykl")
+# The detached per-token values each minibatch keeps for its statistics: rows of a [7, N] tensor.
+TOKEN_ROWS = ("log_ratio", "ratio", "values", "entropy", "old_values", "advantages", "returns")
+LOG_RATIO, RATIO, ADVANTAGES = TOKEN_ROWS.index("log_ratio"), TOKEN_ROWS.index("ratio"), TOKEN_ROWS.index("advantages")
 
 
 @dataclass
@@ -49,32 +51,19 @@ class UpdateResult:
     stats: torch.Tensor  # [minibatches, len(MINIBATCH_STATS)]
     ratios: list[torch.Tensor]  # per minibatch, [N_mb] response-token ratios (local rows)
     advantages: list[torch.Tensor]  # per minibatch, [N_mb]
-    skipped: int  # minibatches whose loss ratio_threshold zeroed (tensor count, read at the end)
+    skipped: int  # minibatches whose loss ratio_threshold zeroed
 
 
 def minibatch_loss(
-    model: torch.nn.Module, rollout: Rollout, rows: np.ndarray, token_count: float, config: PPOConfig
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clipped policy + value loss of ``rows`` (this process's part of a minibatch).
+    model: torch.nn.Module, batch: ResponseBatch, old: torch.Tensor, token_count: float, config: PPOConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped policy + value loss of ``batch`` (this process's rows of a minibatch).
 
-    Returns (loss or None when this process holds no rows, sums [len(TOKEN_MEANS)] to all-reduce,
-    ratios, advantages).
+    ``old`` [4, N] holds the rollout's log-probs, values, advantages and returns at the trained tokens.
     Every sum is divided by ``token_count``, the minibatch's trained tokens over all processes.
+    Returns (loss, detached per-token values [len(TOKEN_ROWS), N] for ``minibatch_stats``).
     """
-    device = rollout.log_probs.device
-    if len(rows) == 0:  # only under torchrun: another process holds the whole minibatch
-        empty = torch.zeros(0, device=device)
-        return None, torch.zeros(len(TOKEN_MEANS), device=device), empty, empty
-    batch = rollout.batch.rows(rows)
-    positions = batch.mask > 0  # [b, L-1]
-    index = torch.as_tensor(rows, device=device)
-    width = positions.shape[1]
-
-    def old(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor[index, :width][positions]  # [N]
-
-    old_log_probs, old_values = old(rollout.log_probs), old(rollout.values)
-    advantages, returns = old(rollout.advantages), old(rollout.returns)
+    old_log_probs, old_values, advantages, returns = old
     outputs = response_forward(model, batch, values=True, entropy=True)
     log_probs, values = outputs.log_probs, outputs.values
     assert values is not None and outputs.entropy is not None
@@ -92,40 +81,48 @@ def minibatch_loss(
     policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
     policy_loss = torch.maximum(policy_losses, policy_losses_clipped).sum() / token_count
     loss = policy_loss + config.vf_coef * value_loss
-
-    with torch.no_grad():
-        detached_ratio = ratio.detach()
-        sums = torch.stack([
-            policy_loss.detach(),
-            value_loss.detach(),
-            outputs.entropy.sum() / token_count,
-            0.5 * (log_ratio.detach() ** 2).sum() / token_count,  # approxkl
-            -log_ratio.detach().sum() / token_count,  # policykl
-            torch.gt(policy_losses_clipped, policy_losses).sum() / token_count,
-            advantages.sum() / token_count,
-            returns.sum() / token_count,
-            values.detach().sum() / token_count,
-            ((values.detach() - returns) ** 2).sum() / token_count,
-            torch.gt(value_losses_clipped, value_losses).sum() / token_count,
-            old_values.sum() / token_count,
-            detached_ratio.sum() / token_count,
-        ])
-    return loss, sums, detached_ratio, advantages
+    tokens = torch.stack([log_ratio.detach(), ratio.detach(), values.detach(), outputs.entropy, old_values,
+                          advantages, returns])  # [len(TOKEN_ROWS), N]
+    return loss, tokens
 
 
-def _centered_sums(
-    rollout: Rollout, rows: np.ndarray, returns_mean: torch.Tensor, values_mean: torch.Tensor, token_count: float
-) -> torch.Tensor:
-    """Σ(x − mean)² / count for returns and old values: the second pass of TRL's masked_var."""
-    if len(rows) == 0:
-        return torch.zeros(2, device=returns_mean.device)
-    batch = rollout.batch.rows(rows)
-    positions = batch.mask > 0
-    index = torch.as_tensor(rows, device=returns_mean.device)
-    width = positions.shape[1]
-    returns = rollout.returns[index, :width][positions]
-    values = rollout.values[index, :width][positions]
-    return torch.stack([((returns - returns_mean) ** 2).sum(), ((values - values_mean) ** 2).sum()]) / token_count
+def minibatch_stats(tokens: list[torch.Tensor], token_counts: torch.Tensor, keep: torch.Tensor,
+                    config: PPOConfig) -> torch.Tensor:
+    """TRL's statistics of every minibatch at once, [M, len(MINIBATCH_STATS)], from their per-token values.
+
+    ``tokens`` holds each minibatch's [len(TOKEN_ROWS), N_m] (local rows), ``token_counts`` [M] its trained
+    tokens over all processes and ``keep`` [M] 0 where ratio_threshold zeroed its loss. The losses repeat
+    ``minibatch_loss``'s formulas; variances are TRL's masked_var (two passes, Bessel-corrected).
+    """
+    lengths = torch.tensor([t.shape[1] for t in tokens], device=token_counts.device)
+    segment = torch.repeat_interleave(torch.arange(len(tokens), device=token_counts.device), lengths)  # [N_all]
+    log_ratio, ratio, values, entropy, old_values, advantages, returns = torch.cat(tokens, dim=1)
+
+    def token_means(*per_token: torch.Tensor) -> torch.Tensor:
+        """[M, len(per_token)]: each minibatch's sums over all processes, divided by its token count."""
+        stacked = torch.stack(per_token, dim=1)  # [N_all, k]
+        sums = torch.zeros(len(tokens), stacked.shape[1], dtype=stacked.dtype, device=stacked.device)
+        return all_reduce_sum(sums.index_add_(0, segment, stacked)) / token_counts[:, None]
+
+    values_clipped = torch.clamp(values, old_values - config.cliprange_value, old_values + config.cliprange_value)
+    value_losses, value_losses_clipped = (values - returns) ** 2, (values_clipped - returns) ** 2
+    policy_losses = -advantages * ratio
+    policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
+    means = dict(zip(TOKEN_MEANS, token_means(
+        torch.maximum(policy_losses, policy_losses_clipped), 0.5 * torch.maximum(value_losses, value_losses_clipped),
+        entropy, 0.5 * log_ratio**2, -log_ratio, torch.gt(policy_losses_clipped, policy_losses).to(ratio.dtype),
+        advantages, returns, values, value_losses, torch.gt(value_losses_clipped, value_losses).to(ratio.dtype),
+        old_values, ratio,
+    ).unbind(dim=1)))
+    centered = token_means((returns - means["returns/mean"][segment]) ** 2, (old_values - means["val/mean"][segment]) ** 2)
+    bessel = token_counts / (token_counts - 1)  # TRL's unbiased masked_var
+    bessel[token_counts <= 1] = float("nan")
+    policy, value = means["loss/policy"] * keep, means["loss/value"] * keep
+    stats = means | {
+        "loss/policy": policy, "loss/value": value, "loss/total": policy + config.vf_coef * value,
+        "returns/var": centered[:, 0] * bessel, "val/var": centered[:, 1] * bessel,
+    }
+    return torch.stack([stats[name] for name in MINIBATCH_STATS], dim=1)
 
 
 def ppo_update(
@@ -142,12 +139,13 @@ def ppo_update(
     The order of each epoch is ``np.random.permutation(batch_size)`` from numpy's global RNG, as in
     TRL 0.11, so that the same seed gives the same minibatches. ``token_counts`` [batch_size] holds
     every global row's number of trained tokens; this process holds rows [row_offset, row_offset + B).
+    The statistics are computed once at the end (``minibatch_stats``), not per minibatch.
     """
-    local_size = rollout.batch.size
-    rows_stats: list[torch.Tensor] = []
-    ratios: list[torch.Tensor] = []
-    advantages: list[torch.Tensor] = []
-    skipped = torch.zeros((), device=rollout.log_probs.device)
+    device = rollout.log_probs.device
+    old = torch.stack([rollout.log_probs, rollout.values, rollout.advantages, rollout.returns])  # [4, B, T-1]
+    tokens: list[torch.Tensor] = []
+    counts: list[float] = []
+    keeps: list[torch.Tensor] = []
     accumulation = config.gradient_accumulation_steps
     for _epoch in range(config.ppo_epochs):
         order = np.random.permutation(config.batch_size)
@@ -155,32 +153,34 @@ def ppo_update(
             global_rows = order[start : start + config.mini_batch_size]
             token_count = float(token_counts[global_rows].sum())
             local = global_rows - row_offset
-            rows = local[(local >= 0) & (local < local_size)]
-            loss, sums, ratio, minibatch_advantages = minibatch_loss(model, rollout, rows, token_count, config)
-            means = dict(zip(TOKEN_MEANS, all_reduce_sum(sums)))  # all_reduce_sum: a no-op in one process
+            rows = local[(local >= 0) & (local < rollout.batch.size)]
+            if len(rows):
+                batch = rollout.batch.rows(rows)
+                positions = batch.mask > 0  # [b, L-1]
+                index = torch.as_tensor(rows, device=device)
+                loss, minibatch_tokens = minibatch_loss(
+                    model, batch, old[:, index, : positions.shape[1]][:, positions], token_count, config)
+            else:  # only under torchrun: another process holds the whole minibatch
+                loss, minibatch_tokens = None, torch.zeros(len(TOKEN_ROWS), 0, device=device)
             # TRL zeroes the loss of a minibatch whose mean ratio is too large, yet still steps.
-            keep = (means["policy/ratio_mean"] <= config.ratio_threshold).to(sums.dtype)
-            skipped = skipped + (1 - keep)
+            ratio_mean = all_reduce_sum(minibatch_tokens[RATIO].sum()) / token_count  # a no-op all-reduce alone
+            keep = (ratio_mean <= config.ratio_threshold).to(minibatch_tokens.dtype)
             if loss is not None:
                 (loss * keep / accumulation).backward()
-            centered = all_reduce_sum(
-                _centered_sums(rollout, rows, means["returns/mean"], means["val/mean"], token_count)
-            )
-            bessel = token_count / (token_count - 1) if token_count > 1 else float("nan")
-            policy, value = means["loss/policy"] * keep, means["loss/value"] * keep
-            stats = means | {
-                "loss/policy": policy, "loss/value": value, "loss/total": policy + config.vf_coef * value,
-                "returns/var": centered[0] * bessel, "val/var": centered[1] * bessel,
-            }
-            rows_stats.append(torch.stack([stats[name] for name in MINIBATCH_STATS]))
-            ratios.append(ratio)
-            advantages.append(minibatch_advantages)
+            tokens.append(minibatch_tokens)
+            counts.append(token_count)
+            keeps.append(keep)
             if (start // config.mini_batch_size + 1) % accumulation == 0:
                 _optimizer_step(optimizer, parameters, config.max_grad_norm)
         # TRL checks only the last minibatch's policy KL, once per epoch.
-        if config.early_stopping and float(rows_stats[-1][POLICY_KL]) > 1.5 * config.target_kl:
-            break
-    return UpdateResult(torch.stack(rows_stats), ratios, advantages, int(skipped))
+        if config.early_stopping:
+            policy_kl = all_reduce_sum(-tokens[-1][LOG_RATIO].sum()) / counts[-1]
+            if float(policy_kl) > 1.5 * config.target_kl:
+                break
+    keep_all = torch.stack(keeps)
+    stats = minibatch_stats(tokens, torch.tensor(counts, dtype=keep_all.dtype, device=device), keep_all, config)
+    ratios, advantages = [t[RATIO] for t in tokens], [t[ADVANTAGES] for t in tokens]
+    return UpdateResult(stats, ratios, advantages, int(len(keeps) - keep_all.sum()))
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter], max_norm: float | None) -> None:
