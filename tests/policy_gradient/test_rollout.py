@@ -46,6 +46,9 @@ class ValueIsTenTimesObservation:
     def act(self, observations, generator=None, deterministic=False):
         return torch.zeros(len(observations), dtype=torch.int64)
 
+    def numpy_actor(self):  # logits that make action 0 certain whatever the sampling noise
+        return lambda observations: np.tile(np.array([0.0, -np.inf], dtype=np.float32), (len(observations), 1))
+
     def value(self, observations):
         return 10.0 * observations[:, 0]
 
@@ -125,3 +128,33 @@ def test_sync_and_async_vector_envs_give_the_same_rollout():
         env.close()
     for key in rollouts[0]:
         torch.testing.assert_close(rollouts[0][key], rollouts[1][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_rollout_samples_actions_from_the_policy(env_id):
+    """The numpy actor equals the torch one, and sampled actions follow π: Categorical frequencies
+    match softmax(logits); Gaussian actions have the policy's mean and std."""
+    from rlcode.policy_gradient.config import PPOConfig
+    from rlcode.policy_gradient.train import build_policy
+
+    env = make_vector_env(env_id, 16, "sync")
+    config = PPOConfig(env_id=env_id, log_std_init=-1.0 if env_id == "Pendulum-v1" else None)
+    torch.manual_seed(0)
+    policy = build_policy(config, env.single_observation_space, env.single_action_space)
+    observations = np.random.default_rng(0).normal(size=(5, env.single_observation_space.shape[0])).astype(np.float32)
+    with torch.no_grad():
+        expected = policy.policy_output(torch.from_numpy(observations)).numpy()
+    np.testing.assert_allclose(policy.numpy_actor()(observations), expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # a state-independent policy: zero head weights, chosen biases
+        policy.policy_head.weight.zero_()
+        policy.policy_head.bias.copy_(torch.tensor([0.4, -0.6]) if env_id == "CartPole-v1" else torch.tensor([0.3]))
+    collector = RolloutCollector(env, policy, Normalizer(env.single_observation_space.shape, 16, 0.99, False, False),
+                                 torch.Generator().manual_seed(0))
+    collector.reset(seed=0)
+    actions = collector.collect(500)[0].actions.numpy()  # 8000 samples
+    if env_id == "CartPole-v1":
+        probability = float(torch.softmax(torch.tensor([0.4, -0.6]), 0)[1])
+        assert abs((actions == 1).mean() - probability) < 0.02  # ~4 standard errors
+    else:  # unclipped Gaussian samples, N(0.3, e^-1)
+        assert abs(actions.mean() - 0.3) < 0.02 and abs(actions.std() - np.exp(-1.0)) < 0.02
+    env.close()
