@@ -113,5 +113,40 @@ def test_parameters_stay_usable_after_load_state_dict_and_fallbacks():
     # the autograd path steps the same bound optimizer and keeps one step count for all
     ppo.update(policy, optimizer, batch, dataclasses.replace(config, fused_update=False))
     assert {float(s["step"]) for s in optimizer.state.values()} == {3 * 4}
-    rmsprop = make_optimizer(list(policy.parameters()), "rmsprop", 1e-3, 1e-5)
-    assert "RMSprop" in str(fused.unsupported_reason(policy, rmsprop))
+    sgd = torch.optim.SGD(list(policy.parameters()), lr=1e-3)
+    assert "SGD" in str(fused.unsupported_reason(policy, sgd))  # such optimizers take the autograd path
+
+
+A2C_CASES = [  # (env, shared_trunk, entropy_coef, normalize_advantages, optimizer)
+    ("CartPole-v1", False, 0.0, False, "rmsprop"),
+    ("CartPole-v1", True, 0.01, True, "adam"),
+    ("Pendulum-v1", False, 0.01, False, "rmsprop"),
+]
+
+
+@pytest.mark.parametrize("case", A2C_CASES, ids=lambda case: "-".join(map(str, case)))
+def test_fused_a2c_updates_match_autograd_updates(case):
+    from rlcode.policy_gradient import a2c
+    from rlcode.policy_gradient.config import A2CConfig
+
+    env_id, shared, entropy, normalize, optimizer_name = case
+    results = []
+    for fused_update in (True, False):
+        config = A2CConfig(env_id=env_id, shared_trunk=shared, entropy_coef=entropy, normalize_advantages=normalize,
+                           optimizer=optimizer_name, fused_update=fused_update, learning_rate=3e-3)
+        _, policy, _, batch = _setup((env_id, shared, "tanh", None, 0.0, 256, (64, 64)), True)  # policy and data
+        optimizer = make_optimizer(list(policy.parameters()), optimizer_name, 3e-3, 1e-5)
+        stats = [a2c.update(policy, optimizer, batch, config) for _ in range(3)]
+        results.append((policy, optimizer, stats))
+    (fused_policy, fused_optimizer, fused_stats), (policy, optimizer, stats) = results
+    for a, b in zip(fused_policy.parameters(), policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for fused_update, update in zip(fused_stats, stats):
+        assert fused_update.keys() == update.keys()
+        for key in update:
+            assert fused_update[key] == pytest.approx(update[key], rel=1e-5, abs=1e-6), key
+    fused_state, state = fused_optimizer.state_dict()["state"], optimizer.state_dict()["state"]
+    for index in state:
+        assert fused_state[index].keys() == state[index].keys()
+        for key in state[index]:
+            torch.testing.assert_close(fused_state[index][key], state[index][key], rtol=1e-4, atol=1e-7)

@@ -2,6 +2,8 @@
 
 With gae_lambda = 1 the advantages are the n-step returns R_t = Σ γ^k r_{t+k} + γ^n V(s_{t+n})
 minus V(s_t), bootstrapping at the rollout's end and at truncations (SB3's A2C does the same).
+The step below is the autograd reference; fused.a2c_update computes the same one by hand (~3x faster,
+``A2CConfig.fused_update``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
+from rlcode.policy_gradient import fused
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig
 from rlcode.policy_gradient.optim import Optimizer, gradient_step
@@ -27,6 +30,8 @@ def update(
 ) -> dict[str, float]:
     """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
     flat = valid_rows(batch, _KEYS)  # [N, ...]
+    if config.fused_update and fused.unsupported_reason(policy, optimizer) is None:
+        return fused.a2c_update(policy, optimizer, flat, config)
     with_entropy = config.entropy_coef > 0
     log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, with_entropy)
     advantages = flat.advantages

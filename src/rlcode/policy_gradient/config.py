@@ -134,6 +134,10 @@ class A2CConfig(PolicyGradientConfig):
     gamma: float = doc_field(0.99, "discount factor")
     gae_lambda: float = doc_field(1.0, "GAE lambda; 1.0 gives plain n-step returns")
     normalize_advantages: bool = doc_field(False, "whiten advantages over the rollout")
+    fused_update: bool = doc_field(
+        True, "gradient step with a hand-written backward on flat buffers (same maths, ~3x faster on small "
+        "MLPs); false: autograd"
+    )
 
     algorithm = "a2c"
 
@@ -154,8 +158,8 @@ class PPOConfig(PolicyGradientConfig):
     value_clip_range: float | None = doc_field(None, "clip value updates around the old values (None = off)")
     target_kl: float | None = doc_field(None, "stop the epochs once approx KL exceeds 1.5*target_kl (None = off)")
     fused_update: bool = doc_field(
-        True, "gradient steps with a hand-written backward and one flat Adam (same maths, ~3x faster on "
-        "small MLPs); false: autograd. Used only with Adam; other optimizers always take autograd"
+        True, "gradient steps with a hand-written backward on flat buffers (same maths, ~3x faster on "
+        "small MLPs); false: autograd"
     )
 
     algorithm = "ppo"

@@ -1,19 +1,19 @@
-"""PPO's gradient step for MLP actor-critics with the backward pass and Adam written out by hand.
+"""PPO's and A2C's gradient steps for MLP actor-critics, with the backward pass written out by hand.
 
 Why: with 64-unit layers and 256-row minibatches, one autograd step is ~100 small eager ops (~1.1 ms
 on one core) for ~13 MFLOP of arithmetic (~0.1 ms). Here
 
-- every parameter, its gradient and its Adam moments are views into three flat buffers, so the global
-  gradient norm, the clip and Adam are one op each (the same ``torch._fused_adam_`` kernel that
-  ``torch.optim.Adam(fused=True)`` and optim.Adam call, so the update arithmetic is unchanged);
+- every parameter, its gradient and its optimizer moments are views into flat buffers, so the global
+  gradient norm, the clip and the Adam or RMSprop step are a few ops in all (Adam is the same
+  ``torch._fused_adam_`` kernel that optim.Adam calls, so the update arithmetic is unchanged);
 - the actor's and critic's trunks are stacked as ``[2, N, H]`` activations: one batched matmul per
   layer for both networks, forward and backward;
 - the gradients of the clipped surrogate, value and entropy terms with respect to the heads' outputs
   are written in closed form (derived next to each line), matching autograd's conventions at ties.
 
-The autograd version in ppo.py stays the reference: tests/policy_gradient/test_fused.py checks
-gradients and whole updates of this one against it. The torch ``ActorCritic`` and ``Adam`` objects stay
-the source of truth (rollouts, checkpoints and the autograd path use them unchanged); ``FlatAdamMLP.bind``
+The autograd versions in ppo.py and a2c.py stay the reference: tests/policy_gradient/test_fused.py checks
+gradients and whole updates of these against them. The ``ActorCritic`` and optimizer objects stay
+the source of truth (rollouts, checkpoints and the autograd path use them unchanged); ``FlatMLP.bind``
 just makes their tensors views of the flat buffers, and binds again whenever something replaced them
 (a checkpoint load gives the optimizer new state tensors).
 """
@@ -28,21 +28,19 @@ import torch
 from rlcode.batch import TensorBatch
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
-from rlcode.policy_gradient.optim import Adam, Optimizer
+from rlcode.policy_gradient.optim import Adam, Optimizer, RMSprop
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def unsupported_reason(policy: ActorCritic, optimizer: Optimizer) -> str | None:
     """Why the fused step cannot run this policy/optimizer pair (None when it can)."""
-    if not isinstance(optimizer, Adam):
-        return f"the optimizer is {type(optimizer).__name__}, not rlcode's Adam"
-    group = optimizer.param_groups
-    if len(group) != 1:
-        return "the optimizer has several parameter groups"
-    options = group[0]
-    if options["amsgrad"] or options["weight_decay"] or options["maximize"] or options.get("decoupled_weight_decay"):
-        return "Adam uses amsgrad, weight decay or maximize"
+    if type(optimizer) not in (Adam, RMSprop):
+        return f"the optimizer is a {type(optimizer).__name__}, not rlcode's Adam or RMSprop"
+    options = optimizer.param_groups[0]
+    if options["weight_decay"] or options.get("amsgrad") or options.get("maximize") or options.get("momentum") \
+            or options.get("centered"):
+        return "the optimizer uses weight decay, amsgrad, maximize, momentum or centering"
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in policy.parameters()):
         return "parameters are not float32 on the CPU"
     if {id(p) for p in options["params"]} != {id(p) for p in policy.parameters()}:
@@ -50,8 +48,8 @@ def unsupported_reason(policy: ActorCritic, optimizer: Optimizer) -> str | None:
     return None
 
 
-class FlatAdamMLP:
-    """An ActorCritic and its Adam optimizer over three flat buffers: weights, gradients, moments.
+class FlatMLP:
+    """An ActorCritic and its Adam or RMSprop optimizer over flat buffers: weights, gradients, moments.
 
     Layout, trunks T = 2 (separate actor and critic) or 1 (shared): per hidden layer k a weight block
     [T, out, in] then a bias block [T, out]; then the policy head, the value head and log_std.
@@ -73,17 +71,19 @@ class FlatAdamMLP:
         blocks += [(tuple(p.shape), [p], False) for p in heads]
         self.parameters = [p for _, params, _ in blocks for p in params]
         total = sum(math.prod(shape) for shape, _, _ in blocks)
-        self.flat, self.grad = torch.zeros(total), torch.zeros(total)
-        self.exp_avg, self.exp_avg_sq = torch.zeros(total), torch.zeros(total)
-        self.steps = torch.zeros(len(self.parameters))  # each parameter's Adam 'step', as views
+        self.state_keys: tuple[str, ...] = optimizer.state_keys  # type: ignore[attr-defined]
+        # flat buffers: weights, gradients, and the optimizer's moments (exp_avg, ... or square_avg)
+        self.buffers = {name: torch.zeros(total) for name in ("flat", "grad", *self.state_keys)}
+        self.flat, self.grad = self.buffers["flat"], self.buffers["grad"]
+        self.steps = torch.zeros(len(self.parameters))  # each parameter's optimizer 'step', as views
         # for each buffer: its blocks (what the maths uses) and its per-parameter slices (what torch sees)
-        self.blocks: dict[str, list[torch.Tensor]] = {name: [] for name in ("flat", "grad", "exp_avg", "exp_avg_sq")}
-        self.slices: dict[str, list[torch.Tensor]] = {name: [] for name in self.blocks}
+        self.blocks: dict[str, list[torch.Tensor]] = {name: [] for name in self.buffers}
+        self.slices: dict[str, list[torch.Tensor]] = {name: [] for name in self.buffers}
         offset = 0
         for shape, _, stacked in blocks:
             size = math.prod(shape)
             for name in self.blocks:
-                block = getattr(self, name)[offset : offset + size].view(shape)
+                block = self.buffers[name][offset : offset + size].view(shape)
                 self.blocks[name].append(block)
                 self.slices[name].extend(block.unbind(0) if stacked else [block])
             offset += size
@@ -113,13 +113,13 @@ class FlatAdamMLP:
             if parameter.data_ptr() != view.data_ptr():
                 return False
             entry = state.get(parameter)
-            if not entry or entry["exp_avg"].data_ptr() != self.slices["exp_avg"][index].data_ptr() \
-                    or entry["step"].data_ptr() != self.steps[index].data_ptr():
+            if not entry or entry["step"].data_ptr() != self.steps[index].data_ptr() or any(
+                    entry[key].data_ptr() != self.slices[key][index].data_ptr() for key in self.state_keys):
                 return False
         return True
 
     def bind(self) -> None:
-        """Copy current weights and Adam state into the buffers and point the torch objects at them."""
+        """Copy current weights and optimizer state into the buffers and point the torch objects at them."""
         if self.is_bound():
             return
         state = self.optimizer.state
@@ -128,13 +128,13 @@ class FlatAdamMLP:
                 self.slices["flat"][index].copy_(parameter.data)
                 parameter.data = self.slices["flat"][index]
                 entry = state.get(parameter) or {}
-                for name in ("exp_avg", "exp_avg_sq"):
-                    self.slices[name][index].copy_(entry[name] if name in entry else torch.zeros(()))
+                for key in self.state_keys:
+                    self.slices[key][index].copy_(entry[key] if key in entry else torch.zeros(()))
                 self.steps[index] = float(entry["step"]) if "step" in entry else 0.0
-                state[parameter] = {"step": self.steps[index], "exp_avg": self.slices["exp_avg"][index],
-                                    "exp_avg_sq": self.slices["exp_avg_sq"][index]}
+                state[parameter] = {"step": self.steps[index],
+                                    **{key: self.slices[key][index] for key in self.state_keys}}
         if len(set(self.steps.tolist())) > 1:
-            raise RuntimeError("the fused PPO step needs one Adam step count for all parameters; "
+            raise RuntimeError("the fused update needs one optimizer step count for all parameters; "
                                "set fused_update=False for an optimizer stepped on a subset of them.")
 
     # ---- one gradient step --------------------------------------------------------------------
@@ -198,8 +198,9 @@ class FlatAdamMLP:
             if k > 0:
                 torch.bmm(d_pre, self.weights[k], out=d_hidden[k - 1])
 
-    def adam_step(self, max_grad_norm: float | None) -> float:
-        """Global-norm clip and one Adam step over all parameters; returns the norm before clipping."""
+    def optimizer_step(self, max_grad_norm: float | None) -> float:
+        """Global-norm clip and one Adam or RMSprop step over all parameters; returns the norm before
+        clipping. The arithmetic is optim.Adam's / optim.RMSprop's, on the flat buffers at once."""
         norm = float(torch.linalg.vector_norm(self.grad))
         if not math.isfinite(norm):
             raise RuntimeError(
@@ -209,22 +210,27 @@ class FlatAdamMLP:
         if max_grad_norm is not None and norm + 1e-6 > max_grad_norm:  # clip_grad_norm_'s coefficient
             self.grad.mul_(max_grad_norm / (norm + 1e-6))
         options = self.optimizer.param_groups[0]
-        beta1, beta2 = options["betas"]
         self.steps.add_(1.0)
-        torch._fused_adam_(
-            [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps[0]],
-            lr=float(options["lr"]), beta1=float(beta1), beta2=float(beta2), weight_decay=0.0,
-            eps=float(options["eps"]), amsgrad=False, maximize=False,
-        )
+        if "exp_avg" in self.buffers:  # Adam
+            beta1, beta2 = options["betas"]
+            torch._fused_adam_(
+                [self.flat], [self.grad], [self.buffers["exp_avg"]], [self.buffers["exp_avg_sq"]], [],
+                [self.steps[0]], lr=float(options["lr"]), beta1=float(beta1), beta2=float(beta2),
+                weight_decay=0.0, eps=float(options["eps"]), amsgrad=False, maximize=False,
+            )
+        else:  # RMSprop: v <- α v + (1 - α) g², θ <- θ - lr g / (√v + ε)
+            alpha, square_avg = float(options["alpha"]), self.buffers["square_avg"]
+            square_avg.mul_(alpha).addcmul_(self.grad, self.grad, value=1 - alpha)
+            self.flat.addcdiv_(self.grad, square_avg.sqrt().add_(float(options["eps"])), value=-float(options["lr"]))
         return norm
 
 
-def _for(policy: ActorCritic, optimizer: Optimizer) -> FlatAdamMLP:
-    """The FlatAdamMLP of this policy/optimizer pair, built once and re-bound when needed."""
-    engine: FlatAdamMLP | None = getattr(policy, "_flat_adam_mlp", None)
+def _for(policy: ActorCritic, optimizer: Optimizer) -> FlatMLP:
+    """The FlatMLP of this policy/optimizer pair, built once and re-bound when needed."""
+    engine: FlatMLP | None = getattr(policy, "_flat_mlp", None)
     if engine is None or engine.optimizer is not optimizer:
-        engine = FlatAdamMLP(policy, optimizer)
-        object.__setattr__(policy, "_flat_adam_mlp", engine)  # not a submodule: no state_dict entry
+        engine = FlatMLP(policy, optimizer)
+        object.__setattr__(policy, "_flat_mlp", engine)  # not a submodule: no state_dict entry
     engine.bind()
     return engine
 
@@ -256,7 +262,7 @@ def ppo_update(
                 stopped_early = True
                 break
             steps.append(terms)
-            norms.append(engine.adam_step(config.max_grad_norm))
+            norms.append(engine.optimizer_step(config.max_grad_norm))
         if stopped_early:
             break
     if not steps:
@@ -288,16 +294,19 @@ def _statistics(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
     return statistics
 
 
-def _prepare(minibatch: TensorBatch, config: Any, engine: FlatAdamMLP) -> TensorBatch:
-    """What a minibatch step needs that does not depend on the weights (reused across epochs)."""
+def _prepare(minibatch: TensorBatch, config: Any, engine: FlatMLP) -> TensorBatch:
+    """What a minibatch step needs that does not depend on the weights (reused across epochs).
+
+    Advantages are whitened here when config.normalize_advantages (over the minibatch, as SB3)."""
     advantages = minibatch.advantages
     if config.normalize_advantages and len(advantages) > 1:
         advantages = masked_whiten(advantages)
     prepared = TensorBatch(
         inputs=minibatch.observations.expand(engine.trunks, *minibatch.observations.shape),
-        negative_advantages=-advantages, old_log_probs=minibatch.old_log_probs,
-        old_values=minibatch["values"], returns=minibatch.returns,
+        negative_advantages=-advantages, returns=minibatch.returns,
     )
+    if "old_log_probs" in minibatch:  # PPO
+        prepared["old_log_probs"], prepared["old_values"] = minibatch.old_log_probs, minibatch["values"]
     if engine.policy.continuous:
         prepared["actions"] = minibatch.actions
     else:
@@ -307,7 +316,37 @@ def _prepare(minibatch: TensorBatch, config: Any, engine: FlatAdamMLP) -> Tensor
     return prepared
 
 
-def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: float) -> dict[str, torch.Tensor] | None:
+def _log_probs(engine: FlatMLP, output: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """log π(a|s) [N] from the policy head's output, and what ``_head_gradients`` reuses."""
+    log_std = engine.log_std
+    if log_std is not None:  # Box actions: log N(a; μ, σ) summed over action dims
+        inverse_std = torch.exp(-log_std)
+        z = (actions - output) * inverse_std
+        return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(1), (z, inverse_std)
+    all_log_probs = torch.log_softmax(output, 1)
+    return all_log_probs.gather(1, actions).squeeze(1), (all_log_probs,)
+
+
+def _head_gradients(engine: FlatMLP, minibatch: TensorBatch, cache: tuple[torch.Tensor, ...], d_log_probs: torch.Tensor,
+                    entropy_coef: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """dL/d(policy head output) [N, A] and dL/dlog_std [A] (None for Categorical policies), for a loss
+    L = Σ d_log_probs·log π(a|s) − entropy_coef·mean(entropy)."""
+    if engine.log_std is not None:
+        # d log π / dμ = z / σ; d log π / d log σ = z^2 - 1; the entropy Σ(½ + log √(2π) + log σ) adds 1 per dim
+        z, inverse_std = cache
+        d_output = (d_log_probs.unsqueeze(1) * z) * inverse_std
+        return d_output, (d_log_probs.unsqueeze(1) * (z.square() - 1.0)).sum(0) - entropy_coef
+    # d log softmax(x)_a / dx = onehot(a) - softmax(x)
+    (all_log_probs,) = cache
+    probabilities = all_log_probs.exp()
+    d_output = (minibatch.one_hot - probabilities).mul_(d_log_probs.unsqueeze(1))
+    if entropy_coef > 0:  # dH/dx = -p (log p + H), and the loss holds -entropy_coef * mean(H)
+        entropy = -(probabilities * all_log_probs).sum(1, keepdim=True)
+        d_output += (entropy_coef / len(d_output)) * probabilities * (all_log_probs + entropy)
+    return d_output, None
+
+
+def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float) -> dict[str, torch.Tensor] | None:
     """The loss of ppo._minibatch_step, differentiated by hand: fills engine.grad.
 
     ``minibatch`` comes from ``_prepare``. Returns per-row terms for ``_statistics``, or None when
@@ -315,14 +354,7 @@ def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: fl
     """
     count = minibatch.returns.shape[0]
     activations, output, values = engine.forward(minibatch.inputs)
-    log_std = engine.log_std
-    if log_std is not None:  # Box actions: log N(a; μ, σ) summed over action dims
-        inverse_std = torch.exp(-log_std)
-        z = (minibatch.actions - output) * inverse_std
-        log_probs = (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(1)
-    else:
-        all_log_probs = torch.log_softmax(output, 1)
-        log_probs = all_log_probs.gather(1, minibatch.actions).squeeze(1)
+    log_probs, cache = _log_probs(engine, output, minibatch.actions)
     log_ratio = log_probs - minibatch.old_log_probs
     if config.target_kl is not None:  # SB3's early-stop statistic (k3), before this step's update
         if float((torch.expm1(log_ratio) - log_ratio).mean()) > 1.5 * config.target_kl:
@@ -350,17 +382,23 @@ def gradients(engine: FlatAdamMLP, minibatch: TensorBatch, config: Any, clip: fl
         d_values = d_values.mul_(2.0 * config.value_coef / count)
         terms["value_loss"] = torch.maximum(squared, clipped_squared)
         terms["value_clipped"] = torch.gt(clipped_squared, squared)
-    d_log_std = None
-    if log_std is not None:
-        # d log π / dμ = z / σ; d log π / d log σ = z^2 - 1; the entropy Σ(½ + log √(2π) + log σ) adds 1 per dim
-        d_output = (d_log_probs.unsqueeze(1) * z) * inverse_std
-        d_log_std = (d_log_probs.unsqueeze(1) * (z.square() - 1.0)).sum(0) - config.entropy_coef
-    else:
-        # d log softmax(x)_a / dx = onehot(a) - softmax(x)
-        probabilities = all_log_probs.exp()
-        d_output = (minibatch.one_hot - probabilities).mul_(d_log_probs.unsqueeze(1))
-        if config.entropy_coef > 0:  # dH/dx = -p (log p + H), and the loss holds -entropy_coef * mean(H)
-            entropy = -(probabilities * all_log_probs).sum(1, keepdim=True)
-            d_output += (config.entropy_coef / count) * probabilities * (all_log_probs + entropy)
+    d_output, d_log_std = _head_gradients(engine, minibatch, cache, d_log_probs, config.entropy_coef)
     engine.backward(activations, d_output, d_values, d_log_std)
     return terms
+
+
+def a2c_update(policy: ActorCritic, optimizer: Optimizer, flat: TensorBatch, config: Any) -> dict[str, float]:
+    """a2c.update's one gradient step, fused: −mean(log π(a|s)·A) + value_coef·mean((V − R)²)
+    − entropy_coef·mean(entropy), differentiated by hand."""
+    engine = _for(policy, optimizer)
+    minibatch = _prepare(flat, config, engine)
+    count = minibatch.returns.shape[0]
+    activations, output, values = engine.forward(minibatch.inputs)
+    log_probs, cache = _log_probs(engine, output, minibatch.actions)
+    d_log_probs = minibatch.negative_advantages / count
+    error = values - minibatch.returns
+    d_output, d_log_std = _head_gradients(engine, minibatch, cache, d_log_probs, config.entropy_coef)
+    engine.backward(activations, d_output, error * (2.0 * config.value_coef / count), d_log_std)
+    policy_loss, value_loss = torch.stack([(log_probs * minibatch.negative_advantages).mean(), error.square().mean()])
+    grad_norm = engine.optimizer_step(config.max_grad_norm)
+    return {"loss/policy": float(policy_loss), "loss/value": float(value_loss), "optim/grad_norm": grad_norm}
