@@ -61,7 +61,8 @@ def test_fused_gradient_equals_autograd(case):
     reference_optimizer.step = lambda: None  # type: ignore[method-assign]  # keep the gradients, move nothing
     unclipped = dataclasses.replace(config, max_grad_norm=None)
     ppo._minibatch_step(reference, reference_optimizer, list(reference.parameters()), flat, unclipped, 0.2)
-    engine = fused._for(policy, optimizer)
+    engine = fused.engine_for(policy, optimizer)
+    assert engine is not None
     statistics = fused.gradients(engine, fused._prepare(flat, config, engine), config, 0.2)
     assert statistics is not None
     reference_grads = dict(reference.named_parameters())
@@ -100,8 +101,8 @@ def test_fused_updates_match_autograd_updates(case):
 def test_parameters_stay_usable_after_load_state_dict_and_fallbacks():
     config, policy, optimizer, batch = _setup(CASES[0], fused_update=True)
     ppo.update(policy, optimizer, batch, config)
-    engine = fused._for(policy, optimizer)
-    assert engine.is_bound()
+    engine = fused.engine_for(policy, optimizer)
+    assert engine is not None and engine.is_bound()
     # a checkpoint load gives the optimizer new state tensors: the next update binds again, keeping them
     state = copy.deepcopy(optimizer.state_dict())
     optimizer.load_state_dict(state)
@@ -150,3 +151,18 @@ def test_fused_a2c_updates_match_autograd_updates(case):
         assert fused_state[index].keys() == state[index].keys()
         for key in state[index]:
             torch.testing.assert_close(fused_state[index][key], state[index][key], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3]], ids=lambda case: "-".join(map(str, case[:5])))
+def test_engine_policy_outputs_equal_actor_critic_evaluate(case):
+    config, policy, optimizer, batch = _setup(case, fused_update=True)
+    observations, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)
+    last = observations[:8] + 1.0
+    assert fused.policy_outputs(policy, observations, actions, last) is None  # no engine bound yet
+    ppo.update(policy, optimizer, batch, config)
+    outputs = fused.policy_outputs(policy, observations, actions, last)
+    assert outputs is not None
+    with torch.no_grad():
+        expected = (*policy.evaluate(observations, actions), policy.value(last))
+    for got, want in zip(outputs, expected):
+        torch.testing.assert_close(got, want.expand_as(got), rtol=1e-5, atol=1e-6)

@@ -3,7 +3,7 @@ import torch
 from transformers.activations import FastGELUActivation, NewGELUActivation
 
 from rlcode.rlhf import PPOConfig, PPOTrainer
-from rlcode.rlhf.fused import FusedTanhGELU, fused_activations, sparse_tied_embeddings
+from rlcode.rlhf.fused import FusedTanhGELU, fused_activations
 
 from .conftest import make_batch, make_model
 
@@ -53,50 +53,3 @@ def test_step_with_fused_activations_matches_the_python_gelu():
     for key, value in plain_weights.items():
         torch.testing.assert_close(fused_weights[key], value, atol=1e-4, rtol=0)
 
-
-def _tied_gradient(model, ids):
-    model.zero_grad(set_to_none=True)
-    logits, values = model(ids)
-    (logits.log_softmax(-1)[..., 0].sum() + values.sum()).backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters()}
-
-
-def test_sparse_tied_embeddings_give_the_dense_gradient_and_restore_the_flag():
-    model = make_model().eval()
-    lookup = model.pretrained_model.get_input_embeddings()
-    assert model.pretrained_model.get_output_embeddings().weight is lookup.weight
-    ids = torch.tensor([[3, 4, 3, 9, 3], [7, 7, 8, 3, 1]])  # repeated tokens: rows that sum several gradients
-    expected = _tied_gradient(model, ids)
-    with sparse_tied_embeddings(model.pretrained_model) as applied:
-        assert applied and lookup.sparse
-        sparse = _tied_gradient(model, ids)
-    assert not lookup.sparse
-    for name, gradient in expected.items():
-        assert sparse[name].layout == torch.strided, name
-        torch.testing.assert_close(sparse[name], gradient, atol=1e-6, rtol=1e-6)
-
-
-def test_sparse_tied_embeddings_leave_untied_embeddings_alone():
-    model = make_model(tie_word_embeddings=False)
-    with sparse_tied_embeddings(model.pretrained_model) as applied:
-        assert not applied and not model.pretrained_model.get_input_embeddings().sparse
-
-
-def test_step_with_sparse_tied_embeddings_matches_the_dense_lookup(monkeypatch):
-    import contextlib
-
-    import rlcode.rlhf.ppo_trainer as ppo_trainer
-
-    queries, responses, scores = make_batch(8)
-    results = []
-    for sparse in (False, True):
-        if not sparse:
-            monkeypatch.setattr(ppo_trainer, "sparse_tied_embeddings", lambda language_model: contextlib.nullcontext())
-        trainer = PPOTrainer(PPOConfig(batch_size=8, mini_batch_size=2, learning_rate=1e-3), make_model())
-        for _ in range(2):
-            trainer.step(queries, responses, scores)
-        results.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
-        monkeypatch.undo()
-    assert not trainer.model.pretrained_model.get_input_embeddings().sparse
-    for key, value in results[0].items():  # a tenth of one Adam step, as above
-        torch.testing.assert_close(results[1][key], value, atol=1e-4, rtol=0)

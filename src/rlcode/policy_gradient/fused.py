@@ -102,21 +102,19 @@ class FlatMLP:
         names = ["policy_weight", "policy_bias", "value_weight", "value_bias", "log_std"]
         self.grad_blocks = dict(zip(names, grads[head:]))
         self.grad_blocks["value_weight"] = self.grad_blocks["value_weight"][0]
-        self._workspace: dict[str, list[torch.Tensor]] = {}
-        self._workspace_rows = -1
+        self._workspaces: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self._pointers = [view.data_ptr() for view in self.slices["flat"]]
+        self._bound_state: dict[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
     # ---- binding: the torch objects' tensors become views of the flat buffers -----------------
 
+    def weights_bound(self) -> bool:
+        """Whether every parameter is still the view made by ``bind`` (``Module.to`` would replace them)."""
+        return all(p.data_ptr() == pointer for p, pointer in zip(self.parameters, self._pointers))
+
     def is_bound(self) -> bool:
-        state = self.optimizer.state
-        for index, (parameter, view) in enumerate(zip(self.parameters, self.slices["flat"])):
-            if parameter.data_ptr() != view.data_ptr():
-                return False
-            entry = state.get(parameter)
-            if not entry or entry["step"].data_ptr() != self.steps[index].data_ptr() or any(
-                    entry[key].data_ptr() != self.slices[key][index].data_ptr() for key in self.state_keys):
-                return False
-        return True
+        """Weights bound, and the optimizer's state is the dict ``bind`` filled (a load replaces it)."""
+        return self.optimizer.state is self._bound_state and self.weights_bound()
 
     def bind(self) -> None:
         """Copy current weights and optimizer state into the buffers and point the torch objects at them."""
@@ -136,6 +134,7 @@ class FlatMLP:
         if len(set(self.steps.tolist())) > 1:
             raise RuntimeError("the fused update needs one optimizer step count for all parameters; "
                                "set fused_update=False for an optimizer stepped on a subset of them.")
+        self._bound_state = state
 
     # ---- one gradient step --------------------------------------------------------------------
 
@@ -145,14 +144,15 @@ class FlatMLP:
         Reusing them matters: a fresh [2, 256, 64] tensor is 128 KiB, the size at which malloc
         switches to mmap, and page-faulting new memory on every op costs more than the op.
         """
-        if self._workspace_rows != rows:
+        if rows not in self._workspaces:
+            if len(self._workspaces) > 8:  # row counts vary with dropped autoreset steps: keep a few
+                self._workspaces.clear()
             sizes = [int(bias.shape[-1]) for bias in self.bias_rows]
             hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
             d_hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
-            self._workspace = {"hidden": hidden, "d_hidden": d_hidden,
-                               "d_hidden_t": [d.transpose(1, 2) for d in d_hidden]}
-            self._workspace_rows = rows
-        return self._workspace
+            self._workspaces[rows] = {"hidden": hidden, "d_hidden": d_hidden,
+                                      "d_hidden_t": [d.transpose(1, 2) for d in d_hidden]}
+        return self._workspaces[rows]
 
     def forward(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """From observations expanded to [T, N, obs]: activations per layer [T, N, H] (the input
@@ -225,14 +225,37 @@ class FlatMLP:
         return norm
 
 
-def _for(policy: ActorCritic, optimizer: Optimizer) -> FlatMLP:
-    """The FlatMLP of this policy/optimizer pair, built once and re-bound when needed."""
-    engine: FlatMLP | None = getattr(policy, "_flat_mlp", None)
-    if engine is None or engine.optimizer is not optimizer:
-        engine = FlatMLP(policy, optimizer)
-        object.__setattr__(policy, "_flat_mlp", engine)  # not a submodule: no state_dict entry
-    engine.bind()
-    return engine
+def engine_for(policy: ActorCritic, optimizer: Optimizer) -> FlatMLP | None:
+    """The FlatMLP of this policy/optimizer pair (built on first use, bound again when something
+    replaced its tensors), or None when ``unsupported_reason`` says the pair needs autograd."""
+    cached = policy.__dict__.get("_flat_mlp")
+    if cached is None or cached[0] is not optimizer:
+        engine = None if unsupported_reason(policy, optimizer) else FlatMLP(policy, optimizer)
+        cached = (optimizer, engine)
+        object.__setattr__(policy, "_flat_mlp", cached)  # not a submodule: no state_dict entry
+    if cached[1] is not None:
+        cached[1].bind()
+    return cached[1]
+
+
+def policy_outputs(policy: ActorCritic, observations: torch.Tensor, actions: torch.Tensor,
+                   last_observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(log π(a|s), entropy, V(s)) [N] and V(last observations) [B] with the stacked forward of the
+    policy's engine, if a fused update has bound one (else None: use ActorCritic.evaluate)."""
+    cached = policy.__dict__.get("_flat_mlp")
+    engine = cached[1] if cached is not None else None
+    if engine is None or not engine.weights_bound():
+        return None
+    rows = len(observations)
+    inputs = torch.cat([observations, last_observations])
+    _, output, values = engine.forward(inputs.expand(engine.trunks, *inputs.shape))
+    log_probs, cache = _log_probs(engine, output[:rows], actions if engine.log_std is not None else actions.long().unsqueeze(1))
+    if engine.log_std is not None:
+        entropy = (0.5 + _LOG_SQRT_2PI + engine.log_std).sum().expand(rows)
+    else:
+        (all_log_probs,) = cache
+        entropy = -(all_log_probs.exp() * all_log_probs).sum(1)
+    return log_probs, entropy, values[:rows], values[rows:]
 
 
 def ppo_update(
@@ -245,7 +268,8 @@ def ppo_update(
     count: int,
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """ppo.update's epochs of minibatch steps, fused; returns (statistics per step [S], stopped early)."""
-    engine = _for(policy, optimizer)
+    engine = engine_for(policy, optimizer)
+    assert engine is not None, unsupported_reason(policy, optimizer)
     steps: list[dict[str, torch.Tensor]] = []  # per step, the per-row terms that statistics average
     norms: list[float] = []
     prepared = _prepare(flat, config, engine) if count == 1 else None
@@ -390,7 +414,8 @@ def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float)
 def a2c_update(policy: ActorCritic, optimizer: Optimizer, flat: TensorBatch, config: Any) -> dict[str, float]:
     """a2c.update's one gradient step, fused: −mean(log π(a|s)·A) + value_coef·mean((V − R)²)
     − entropy_coef·mean(entropy), differentiated by hand."""
-    engine = _for(policy, optimizer)
+    engine = engine_for(policy, optimizer)
+    assert engine is not None, unsupported_reason(policy, optimizer)
     minibatch = _prepare(flat, config, engine)
     count = minibatch.returns.shape[0]
     activations, output, values = engine.forward(minibatch.inputs)

@@ -42,7 +42,7 @@ def update(
     flat = valid_rows(batch, _KEYS)  # [N, ...], N <= B*T: autoreset steps dropped
     # minibatch_size divides B*T; with a few rows dropped, split into as many near-equal minibatches
     count = max(1, round(flat.size / config.minibatch_size))
-    if config.fused_update and fused.unsupported_reason(policy, optimizer) is None:
+    if config.fused_update and fused.engine_for(policy, optimizer) is not None:
         history, stopped_early = fused.ppo_update(policy, optimizer, flat, config, clip, generator, count)
     else:
         history, stopped_early = _epochs(policy, optimizer, flat, config, clip, generator, count)

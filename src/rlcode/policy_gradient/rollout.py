@@ -16,6 +16,7 @@ import torch
 
 from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
+from rlcode.policy_gradient import fused
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.normalize import Normalizer
 
@@ -135,10 +136,14 @@ def with_policy_outputs(policy: ActorCritic, batch: TensorBatch, last_observatio
     """
     B, T = batch.rewards.shape
     with torch.no_grad():
-        observations = batch.observations.flatten(0, 1)  # [B*T, obs]
-        old_log_probs, entropy, values = policy.evaluate(observations, batch.actions.flatten(0, 1))
-        last_values = policy.value(last_observations)  # [B]
-    assert entropy is not None
+        observations, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)  # [B*T, ...]
+        # the same numbers either way; the fused engine's stacked forward costs a third
+        outputs = fused.policy_outputs(policy, observations, actions, last_observations)
+        if outputs is None:
+            log_probs, maybe_entropy, values = policy.evaluate(observations, actions)
+            assert maybe_entropy is not None
+            outputs = (log_probs, maybe_entropy, values, policy.value(last_observations))
+        old_log_probs, entropy, values, last_values = outputs  # [B*T] x 3, [B]
     values = values.view(B, T)
     batch["entropy"] = entropy.view(B, T)
     following = torch.cat([values[:, 1:], last_values.unsqueeze(1)], dim=1)  # [B, T]

@@ -85,7 +85,6 @@ class PolicyGradientRun:
     def step(self) -> dict[str, float]:
         """Collect one rollout and make one update; returns the update's statistics."""
         config = self.config
-        self.policy.train()
         batch, last_observations = self.collector.collect(config.num_steps)
         self.timesteps += config.rollout_size
         # SB3's convention: schedules read the progress after the rollout that feeds this update

@@ -7,15 +7,12 @@ function in one kernel (transformers' ``gelu_pytorch_tanh``); the two agree to f
 (``tests/rlhf/test_fused.py`` checks values and gradients). ``PPOTrainer.step`` swaps the modules in
 for its forwards only (``PPOConfig.fused_activations``) and puts the originals back afterwards, so
 generation and the caller's own forwards run the model exactly as built.
-
-``sparse_tied_embeddings`` is the same kind of step-scoped switch for the backward pass: see there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from torch import nn
@@ -56,24 +53,3 @@ def fused_activations(*models: nn.Module) -> Iterator[int]:
     finally:
         for parent, name, original in reversed(swapped):
             setattr(parent, name, original)
-
-
-@contextmanager
-def sparse_tied_embeddings(language_model: Any) -> Iterator[bool]:
-    """Within the block, a tied input embedding's lookup has a sparse gradient (``nn.Embedding.sparse``).
-
-    With tied weights (GPT-2's ``wte`` is also the LM head) the head's backward already gives the weight a
-    dense [V, d] gradient; a dense lookup gradient would add a zero-filled [V, d] tensor and a full [V, d]
-    sum per backward, while autograd adds a sparse one's rows to (a copy of) the head's gradient. The
-    weight's ``.grad`` stays dense (the head's part arrives first) and equal up to float rounding.
-    Yields whether the switch applied: only to an ``nn.Embedding`` whose weight the output head shares.
-    """
-    lookup, head = language_model.get_input_embeddings(), language_model.get_output_embeddings()
-    if not isinstance(lookup, nn.Embedding) or lookup.sparse or getattr(head, "weight", None) is not lookup.weight:
-        yield False
-        return
-    lookup.sparse = True
-    try:
-        yield True
-    finally:
-        lookup.sparse = False

@@ -30,7 +30,7 @@ from rlcode.distributed import (
 )
 from rlcode.rlhf.allocator import keep_freed_memory
 from rlcode.rlhf.config import PPOConfig
-from rlcode.rlhf.fused import fused_activations, sparse_tied_embeddings
+from rlcode.rlhf.fused import fused_activations
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
@@ -150,7 +150,7 @@ class PPOTrainer:
         )
         batch = ResponseBatch.pad(queries, responses, response_masks, self._padding_id, self.model.device)
         activations = fused_activations(self.model, self.ref_model) if self.config.fused_activations else nullcontext()
-        with activations, sparse_tied_embeddings(self.model.pretrained_model):
+        with activations:
             stats = self._step(batch, scores_used)
         stats["time/ppo/total"] = time.time() - start
         return stats

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlcode.rlhf.tied import tied_lookup_and_head, tied_weight
+
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 VALUE_HEAD_CONFIG = "value_head.json"
 
@@ -83,6 +85,7 @@ class CausalLMWithValueHead(nn.Module):
         if parameter is not None:
             self.v_head.to(parameter.device)
         self._split_heads: bool | None = None  # whether lm_head(backbone(x)) == model(x).logits
+        self._tied_inputs: bool | None = None  # whether backbone(inputs_embeds=lookup(x)) == backbone(x)
 
     # construction -------------------------------------------------------------------------------
     @classmethod
@@ -162,14 +165,20 @@ class CausalLMWithValueHead(nn.Module):
         """Logits and values only where ``positions`` [B, T] is True: ([N, V], [N] or None).
 
         When the LM is ``lm_head(backbone(x))`` (checked once numerically) the vocabulary projection runs
-        on the N selected hidden states only, which is most of the cost of a small-model forward.
+        on the N selected hidden states only, which is most of the cost of a small-model forward. With
+        gradients and a tied embedding/head weight, ``rlcode.rlhf.tied`` gives that weight one gradient.
         """
         if self.split_heads:
-            hidden = self.pretrained_model.base_model(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-            )[0]  # [B, T, d]
+            base = self.pretrained_model.base_model
+            weight = tied_weight(self.pretrained_model) if torch.is_grad_enabled() and self.tied_inputs else None
+            if weight is not None and weight.requires_grad:
+                lookup, head = tied_lookup_and_head(weight)
+                hidden = base(inputs_embeds=lookup(input_ids), attention_mask=attention_mask, use_cache=False)[0]
+            else:
+                head = self.pretrained_model.get_output_embeddings()
+                hidden = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]  # [B, T, d]
             selected = hidden[positions]  # [N, d]
-            logits = self.pretrained_model.get_output_embeddings()(selected)
+            logits = head(selected)
         else:
             output = self.pretrained_model(
                 input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False
@@ -177,6 +186,26 @@ class CausalLMWithValueHead(nn.Module):
             selected = output.hidden_states[-1][positions]
             logits = output.logits[positions]
         return logits.float(), (self.v_head(selected) if values else None)
+
+    @property
+    def tied_inputs(self) -> bool:
+        """Whether the backbone gives the same hidden states from ``inputs_embeds=lookup(ids)`` as from ids
+        (checked once on a probe; models that derive positions from pad ids in ``input_ids`` do not)."""
+        if self._tied_inputs is None:
+            self._tied_inputs = self._check_tied_inputs()
+        return self._tied_inputs
+
+    def _check_tied_inputs(self) -> bool:
+        model: Any = self.pretrained_model
+        if tied_weight(model) is None:
+            return False
+        with torch.no_grad():
+            ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
+            mask = torch.ones_like(ids)
+            by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+            embeds = model.get_input_embeddings()(ids)
+            by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
+        return torch.equal(by_ids, by_embeds)
 
     @property
     def split_heads(self) -> bool:
