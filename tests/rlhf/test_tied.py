@@ -30,6 +30,11 @@ def test_tied_lookup_and_head_give_the_two_module_gradients():
             torch.testing.assert_close(tied[name], gradient, atol=1e-6, rtol=1e-6, msg=name)
 
 
+def test_the_tied_inputs_check_is_dropout_proof():
+    model = make_model(resid_pdrop=0.5, embd_pdrop=0.5).train()
+    assert model.tied_inputs and model.pretrained_model.training
+
+
 def test_untied_weights_take_the_plain_path():
     model = make_model(tie_word_embeddings=False)
     assert tied_weight(model.pretrained_model) is None and not model.tied_inputs

@@ -199,13 +199,18 @@ class CausalLMWithValueHead(nn.Module):
         model: Any = self.pretrained_model
         if tied_weight(model) is None:
             return False
-        with torch.no_grad():
-            ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
-            mask = torch.ones_like(ids)
-            by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-            embeds = model.get_input_embeddings()(ids)
-            by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
-        return torch.equal(by_ids, by_embeds)
+        was_training = model.training
+        model.eval()  # dropout would make the two forwards differ
+        try:
+            with torch.no_grad():
+                ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
+                mask = torch.ones_like(ids)
+                by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+                embeds = model.get_input_embeddings()(ids)
+                by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
+            return torch.equal(by_ids, by_embeds)
+        finally:
+            model.train(was_training)
 
     @property
     def split_heads(self) -> bool:
