@@ -150,21 +150,26 @@ class FlatMLP:
             sizes = [int(bias.shape[-1]) for bias in self.bias_rows]
             hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
             d_hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
-            self._workspaces[rows] = {"hidden": hidden, "d_hidden": d_hidden,
-                                      "d_hidden_t": [d.transpose(1, 2) for d in d_hidden]}
+            self._workspaces[rows] = {
+                "hidden": hidden, "d_hidden": d_hidden, "d_hidden_t": [d.transpose(1, 2) for d in d_hidden],
+                # views of the last layer by trunk (the same tensor twice with a shared trunk)
+                "features": [hidden[-1][0], hidden[-1][-1], hidden[-1][-1].t()],
+                "d_features": [d_hidden[-1][0], d_hidden[-1][-1]],
+            }
         return self._workspaces[rows]
 
     def forward(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """From observations expanded to [T, N, obs]: activations per layer [T, N, H] (the input
         first), the policy head's output [N, A] and values [N]."""
-        hidden = self.workspace(inputs.shape[1])["hidden"]
+        space = self.workspace(inputs.shape[1])
+        hidden = space["hidden"]
         activations = [inputs]
         for k in range(self.layers):
             torch.baddbmm(self.bias_rows[k], activations[-1], self.weights_t[k], out=hidden[k])
             activations.append(hidden[k].tanh_() if self.activation == "tanh" else hidden[k].relu_())
-        features = activations[-1]
-        output = torch.addmm(self.policy_bias, features[0], self.policy_weight_t)
-        values = torch.addmv(self.value_bias, features[-1], self.value_weight)
+        actor_features, critic_features, _ = space["features"]
+        output = torch.addmm(self.policy_bias, actor_features, self.policy_weight_t)
+        values = torch.addmv(self.value_bias, critic_features, self.value_weight)
         return activations, output, values
 
     def backward(self, activations: list[torch.Tensor], d_output: torch.Tensor, d_values: torch.Tensor,
@@ -172,21 +177,21 @@ class FlatMLP:
         """Write dL/dθ into self.grad, given dL/d(head output) [N, A], dL/dV [N] and dL/dlog_std [A]."""
         space = self.workspace(len(d_values))
         d_hidden, d_hidden_t = space["d_hidden"], space["d_hidden_t"]
+        actor_features, _, critic_features_t = space["features"]
         grads = self.grad_blocks
-        features = activations[-1]
-        torch.mm(d_output.t(), features[0], out=grads["policy_weight"])
+        torch.mm(d_output.t(), actor_features, out=grads["policy_weight"])
         torch.sum(d_output, 0, out=grads["policy_bias"])
-        torch.mv(features[-1].t(), d_values, out=grads["value_weight"])
+        torch.mv(critic_features_t, d_values, out=grads["value_weight"])
         torch.sum(d_values, 0, keepdim=True, out=grads["value_bias"])
         if d_log_std is not None:
             grads["log_std"].copy_(d_log_std)
         # dL/d(last activations): the actor's through the policy head, the critic's through the value head
-        last = d_hidden[-1]
-        torch.outer(d_values, self.value_weight, out=last[-1])
+        d_actor, d_critic = space["d_features"]
+        torch.outer(d_values, self.value_weight, out=d_critic)
         if self.trunks == 2:
-            torch.mm(d_output, self.policy_weight, out=last[0])
+            torch.mm(d_output, self.policy_weight, out=d_actor)
         else:
-            last[0].addmm_(d_output, self.policy_weight)
+            d_actor.addmm_(d_output, self.policy_weight)
         for k in reversed(range(self.layers)):
             d_pre = d_hidden[k]  # dL/d(pre-activation), in place of dL/d(activation)
             if self.activation == "tanh":  # d tanh(z)/dz = 1 - tanh(z)^2
@@ -389,7 +394,7 @@ def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float)
     # L = mean(max(unclipped, clipped)). Where clipped is larger the ratio lies outside the clip range
     # (inside it the two are equal), so no gradient flows; elsewhere dL/dlog π = unclipped / N.
     kept = torch.ge(unclipped, clipped)
-    d_log_probs = torch.where(kept, unclipped, 0.0).div_(count)
+    d_log_probs = torch.mul(unclipped, kept).div_(count)
     # value term: value_coef * mean((V - R)^2), or of max((V - R)^2, (V_clipped - R)^2) with clipping
     error = values - minibatch.returns
     terms = {"unclipped": unclipped, "clipped": clipped, "log_ratio": log_ratio, "kept": kept, "error": error}
