@@ -103,6 +103,7 @@ class FlatMLP:
         self.grad_blocks = dict(zip(names, grads[head:]))
         self.grad_blocks["value_weight"] = self.grad_blocks["value_weight"][0]
         self._workspaces: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self._capacity, self._storage = 0, [torch.empty(0)]
         self._pointers = [view.data_ptr() for view in self.slices["flat"]]
         self._bound_state: dict[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
@@ -141,15 +142,20 @@ class FlatMLP:
     def workspace(self, rows: int) -> dict[str, list[torch.Tensor]]:
         """Activation and activation-gradient buffers [T, rows, H] per hidden layer, reused across steps.
 
-        Reusing them matters: a fresh [2, 256, 64] tensor is 128 KiB, the size at which malloc
-        switches to mmap, and page-faulting new memory on every op costs more than the op.
+        Reusing memory matters: a fresh [2, 256, 64] tensor is 128 KiB, the size at which malloc
+        switches to mmap, and page-faulting new memory on every op costs more than the op. Every row
+        count gets contiguous views into the same storage (steps run one after another).
         """
         if rows not in self._workspaces:
-            if len(self._workspaces) > 8:  # row counts vary with dropped autoreset steps: keep a few
-                self._workspaces.clear()
             sizes = [int(bias.shape[-1]) for bias in self.bias_rows]
-            hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
-            d_hidden = [torch.empty(self.trunks, rows, size) for size in sizes]
+            if rows > self._capacity:
+                self._capacity = max(rows, 2 * self._capacity)
+                self._storage = [torch.empty(2 * self.trunks * self._capacity * size) for size in sizes]
+                self._workspaces.clear()
+            hidden = [buffer[: self.trunks * rows * size].view(self.trunks, rows, size)
+                      for buffer, size in zip(self._storage, sizes)]
+            d_hidden = [buffer[self.trunks * self._capacity * size :][: self.trunks * rows * size]
+                        .view(self.trunks, rows, size) for buffer, size in zip(self._storage, sizes)]
             self._workspaces[rows] = {
                 "hidden": hidden, "d_hidden": d_hidden, "d_hidden_t": [d.transpose(1, 2) for d in d_hidden],
                 # views of the last layer by trunk (the same tensor twice with a shared trunk)
