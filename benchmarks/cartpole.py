@@ -2,6 +2,7 @@
 
     pip install -r benchmarks/requirements.txt
     python benchmarks/cartpole.py --seeds 3 --out benchmarks/results/cartpole.json
+    python benchmarks/cartpole.py --profile 25000      # where rlcode's time goes, phase by phase
 
 Every (library, algorithm, seed) trains in its own subprocess (so peak RSS is per run), with the same
 torch thread count, the same evaluation protocol (deterministic, ``--eval-episodes`` episodes on a
@@ -156,6 +157,58 @@ def worker(library: str, algo: str, seed: int, threads: int, episodes: int) -> d
     }
 
 
+def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
+    """Where rlcode's training time goes: each phase of PolicyGradientRun.step timed on its own."""
+    import torch
+
+    from rlcode.policy_gradient import a2c, ppo
+    from rlcode.policy_gradient.config import A2CConfig, PPOConfig
+    from rlcode.policy_gradient.optim import scheduled, set_learning_rate
+    from rlcode.policy_gradient.rollout import with_policy_outputs
+    from rlcode.policy_gradient.train import PolicyGradientRun
+
+    torch.set_num_threads(threads)
+    began = time.perf_counter()
+    config: Any = PPOConfig(seed=seed) if algo == "ppo" else A2CConfig(seed=seed)  # the defaults are the zoo's
+    run = PolicyGradientRun(config)
+    phases = {"build the run (envs, policy, optimizer)": time.perf_counter() - began,
+              "collect rollouts (policy + env steps)": 0.0, "env.step alone": 0.0,
+              "log-probs and values of the rollout": 0.0, "GAE": 0.0, "update (gradient steps)": 0.0}
+    env_step = run.env.step
+
+    def timed_step(action: Any) -> Any:
+        started = time.perf_counter()
+        result = env_step(action)
+        phases["env.step alone"] += time.perf_counter() - started
+        return result
+
+    run.env.step = timed_step  # type: ignore[method-assign]
+    module = ppo if algo == "ppo" else a2c
+    while run.timesteps < steps:
+        t0 = time.perf_counter()
+        batch, last = run.collector.collect(config.num_steps)
+        t1 = time.perf_counter()
+        run.timesteps += config.rollout_size
+        progress = 1.0 - run.timesteps / config.total_timesteps
+        set_learning_rate(run.optimizer, scheduled(config.learning_rate, config.lr_schedule, progress))
+        batch = with_policy_outputs(run.policy, batch, last)
+        t2 = time.perf_counter()
+        batch = module.prepare(batch, config)
+        t3 = time.perf_counter()
+        if algo == "ppo":
+            clip = scheduled(config.clip_range, config.clip_range_schedule, progress)
+            ppo.update(run.policy, run.optimizer, batch, config, clip_range=clip, generator=run.generator)
+        else:
+            a2c.update(run.policy, run.optimizer, batch, config)
+        t4 = time.perf_counter()
+        for name, seconds in zip(list(phases)[1:2] + list(phases)[3:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[name] += seconds
+    total = time.perf_counter() - began
+    print(f"rlcode {algo} on {ENV_ID}, seed {seed}, {run.timesteps:,} env steps, {threads} thread(s): {total:.2f} s")
+    for name, seconds in phases.items():
+        print(f"  {name:42s} {seconds:6.3f} s  {100 * seconds / total:5.1f} %")
+
+
 def _median_range(values: list[float]) -> str:
     if not values:
         return "-"
@@ -203,11 +256,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for every library")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="write every run and the summary as JSON")
+    parser.add_argument("--profile", type=int, metavar="STEPS", default=0,
+                        help="instead of the comparison: time each phase of rlcode's training for STEPS env steps")
     parser.add_argument("--worker", nargs=3, metavar=("LIBRARY", "ALGORITHM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         library, algo, seed = args.worker
         print(json.dumps(worker(library, algo, int(seed), args.threads, args.eval_episodes)))
+        return
+    if args.profile:
+        for algo in args.algorithms.split(","):
+            profile_rlcode(algo, 0, args.threads, args.profile)
         return
     results = []
     load_before = os.getloadavg()
