@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcode.policy_gradient import a2c, ppo, reinforce
+from rlcode.policy_gradient import a2c, fused, ppo, reinforce
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig, PolicyGradientConfig, PPOConfig, ReinforceConfig
 from rlcode.policy_gradient.envs import (
@@ -71,6 +71,8 @@ class PolicyGradientRun:
         self.optimizer = make_optimizer(
             list(self.policy.parameters()), config.optimizer, config.learning_rate, config.optimizer_eps
         )
+        if getattr(config, "fused_update", False):  # bind now, so every rollout takes the same forward path
+            fused.engine_for(self.policy, self.optimizer)
         self.generator = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
         self.normalizer = Normalizer(
             tuple(observation_space.shape), config.num_envs, config.gamma,
