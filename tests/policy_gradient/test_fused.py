@@ -63,8 +63,8 @@ def test_fused_gradient_equals_autograd(case):
     ppo._minibatch_step(reference, reference_optimizer, list(reference.parameters()), flat, unclipped, 0.2)
     engine = fused.engine_for(policy, optimizer)
     assert engine is not None
-    statistics = fused.gradients(engine, fused._prepare(flat, config, engine), config, 0.2)
-    assert statistics is not None
+    terms = fused.gradients(engine, fused._prepare(flat, config, engine), config, 0.2)
+    assert terms is not None
     reference_grads = dict(reference.named_parameters())
     names = {id(p): n for n, p in policy.named_parameters()}
     for parameter, gradient in zip(engine.parameters, engine.slices["grad"]):
