@@ -30,8 +30,9 @@ def update(
 ) -> dict[str, float]:
     """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
     flat = valid_rows(batch, _KEYS)  # [N, ...]
-    if config.fused_update and fused.engine_for(policy, optimizer) is not None:
-        return fused.a2c_update(policy, optimizer, flat, config)
+    engine = fused.engine_for(policy, optimizer) if config.fused_update else None
+    if engine is not None:
+        return fused.a2c_update(engine, flat, config)
     with_entropy = config.entropy_coef > 0
     log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, with_entropy)
     advantages = flat.advantages

@@ -21,6 +21,7 @@ just makes their tensors views of the flat buffers, and binds again whenever som
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -270,36 +271,20 @@ def policy_outputs(policy: ActorCritic, observations: torch.Tensor, actions: tor
 
 
 def ppo_update(
-    policy: ActorCritic,
-    optimizer: Optimizer,
-    flat: TensorBatch,
-    config: Any,
-    clip: float,
-    generator: torch.Generator | None,
-    count: int,
+    engine: FlatMLP, minibatches: Iterator[TensorBatch], config: Any, clip: float
 ) -> tuple[dict[str, torch.Tensor], bool]:
-    """ppo.update's epochs of minibatch steps, fused; returns (statistics per step [S], stopped early)."""
-    engine = engine_for(policy, optimizer)
-    assert engine is not None, unsupported_reason(policy, optimizer)
+    """ppo.update's minibatch steps (minibatches from ``prepare``), fused; returns (statistics per
+    step [S], stopped early)."""
     steps: list[dict[str, torch.Tensor]] = []  # per step, the per-row terms that statistics average
     norms: list[float] = []
-    prepared = _prepare(flat, config, engine) if count == 1 else None
     stopped_early = False
-    for _ in range(config.num_epochs):
-        if prepared is not None:
-            minibatches = [prepared]
-        else:
-            order = torch.randperm(flat.size, generator=generator).tensor_split(count)
-            minibatches = [_prepare(flat[indices], config, engine) for indices in order]
-        for minibatch in minibatches:
-            terms = gradients(engine, minibatch, config, clip)
-            if terms is None:
-                stopped_early = True
-                break
-            steps.append(terms)
-            norms.append(engine.optimizer_step(config.max_grad_norm))
-        if stopped_early:
+    for minibatch in minibatches:
+        terms = gradients(engine, minibatch, config, clip)
+        if terms is None:
+            stopped_early = True
             break
+        steps.append(terms)
+        norms.append(engine.optimizer_step(config.max_grad_norm))
     if not steps:
         return {}, stopped_early
     return _statistics(steps) | {"optim/grad_norm": torch.tensor(norms)}, stopped_early
@@ -329,7 +314,7 @@ def _statistics(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
     return statistics
 
 
-def _prepare(minibatch: TensorBatch, config: Any, engine: FlatMLP) -> TensorBatch:
+def prepare(minibatch: TensorBatch, config: Any, engine: FlatMLP) -> TensorBatch:
     """What a minibatch step needs that does not depend on the weights (reused across epochs).
 
     Advantages are whitened here when config.normalize_advantages (over the minibatch, as SB3)."""
@@ -384,7 +369,7 @@ def _head_gradients(engine: FlatMLP, minibatch: TensorBatch, cache: tuple[torch.
 def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float) -> dict[str, torch.Tensor] | None:
     """The loss of ppo._minibatch_step, differentiated by hand: fills engine.grad.
 
-    ``minibatch`` comes from ``_prepare``. Returns per-row terms for ``_statistics``, or None when
+    ``minibatch`` comes from ``prepare``. Returns per-row terms for ``_statistics``, or None when
     target_kl says to stop before this step.
     """
     count = minibatch.returns.shape[0]
@@ -422,12 +407,10 @@ def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float)
     return terms
 
 
-def a2c_update(policy: ActorCritic, optimizer: Optimizer, flat: TensorBatch, config: Any) -> dict[str, float]:
+def a2c_update(engine: FlatMLP, flat: TensorBatch, config: Any) -> dict[str, float]:
     """a2c.update's one gradient step, fused: −mean(log π(a|s)·A) + value_coef·mean((V − R)²)
     − entropy_coef·mean(entropy), differentiated by hand."""
-    engine = engine_for(policy, optimizer)
-    assert engine is not None, unsupported_reason(policy, optimizer)
-    minibatch = _prepare(flat, config, engine)
+    minibatch = prepare(flat, config, engine)
     count = minibatch.returns.shape[0]
     activations, output, values = engine.forward(minibatch.inputs)
     log_probs, cache = _log_probs(engine, output, minibatch.actions)

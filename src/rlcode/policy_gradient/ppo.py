@@ -1,14 +1,16 @@
 """PPO (Schulman et al. 2017): clipped surrogate over epochs of shuffled minibatches, with GAE.
 
 Two implementations of the same step: ``_minibatch_step`` with autograd (the reference, and the path
-for anything but Adam on an ``ActorCritic``), and fused.py's hand-written backward and flat Adam, about
-3x faster on small MLPs (``PPOConfig.fused_update``, on by default; tests hold the two together).
+for optimizers other than rlcode's Adam and RMSprop), and fused.py's hand-written backward on flat
+buffers, about 3x faster on small MLPs (``PPOConfig.fused_update``, on by default; tests hold the two together).
 
 Matches SB3's PPO where it matters for comparison: advantages whitened per minibatch, critic loss
 E[(V − R)²] weighted by value_coef, early stop when the k3 KL estimate exceeds 1.5·target_kl.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -40,41 +42,50 @@ def update(
     """num_epochs passes of minibatch steps; ``clip_range`` overrides config.clip_range (schedules)."""
     clip = config.clip_range if clip_range is None else clip_range
     flat = valid_rows(batch, _KEYS)  # [N, ...], N <= B*T: autoreset steps dropped
-    # minibatch_size divides B*T; with a few rows dropped, split into as many near-equal minibatches
-    count = max(1, round(flat.size / config.minibatch_size))
-    if config.fused_update and fused.engine_for(policy, optimizer) is not None:
-        history, stopped_early = fused.ppo_update(policy, optimizer, flat, config, clip, generator, count)
+    engine = fused.engine_for(policy, optimizer) if config.fused_update else None
+    if engine is not None:
+        minibatches = _minibatches(flat, config, generator, prepare=lambda rows: fused.prepare(rows, config, engine))
+        history, stopped_early = fused.ppo_update(engine, minibatches, config, clip)
     else:
-        history, stopped_early = _epochs(policy, optimizer, flat, config, clip, generator, count)
+        history, stopped_early = _epochs(policy, optimizer, _minibatches(flat, config, generator), config, clip)
     result = {key: float(values.mean()) for key, values in history.items()}
     result["update/early_stop"] = float(stopped_early)
     result["policy/clip_range"] = clip
     return result
 
 
-def _epochs(
-    policy: ActorCritic,
-    optimizer: Optimizer,
+def _minibatches(
     flat: TensorBatch,
     config: PPOConfig,
-    clip: float,
     generator: torch.Generator | None,
-    count: int,
+    prepare: Callable[[TensorBatch], TensorBatch] = lambda rows: rows,
+) -> Iterator[TensorBatch]:
+    """num_epochs passes of shuffled minibatches, each through ``prepare``; drawn lazily, so an early
+    stop draws no further permutations."""
+    # minibatch_size divides B*T; with a few rows dropped, split into as many near-equal minibatches
+    count = max(1, round(flat.size / config.minibatch_size))
+    if count == 1:  # one minibatch needs no shuffle: the mean over all rows does not depend on order
+        single = prepare(flat)
+        for _ in range(config.num_epochs):
+            yield single
+        return
+    for _ in range(config.num_epochs):
+        for rows in torch.randperm(flat.size, generator=generator).tensor_split(count):
+            yield prepare(flat[rows])
+
+
+def _epochs(
+    policy: ActorCritic, optimizer: Optimizer, minibatches: Iterator[TensorBatch], config: PPOConfig, clip: float
 ) -> tuple[dict[str, torch.Tensor], bool]:
-    """The epochs of minibatch steps with autograd; returns (statistics per step [S], stopped early)."""
+    """The minibatch steps with autograd; returns (statistics per step [S], stopped early)."""
     parameters = list(policy.parameters())
     history: dict[str, list[torch.Tensor]] = {}
-    for _ in range(config.num_epochs):
-        if count == 1:  # one minibatch needs no shuffle: the mean over all rows does not depend on order
-            minibatches = [flat]
-        else:
-            minibatches = [flat[rows] for rows in torch.randperm(flat.size, generator=generator).tensor_split(count)]
-        for minibatch in minibatches:
-            stats = _minibatch_step(policy, optimizer, parameters, minibatch, config, clip)
-            if stats is None:
-                return _stacked(history), True
-            for key, value in stats.items():
-                history.setdefault(key, []).append(value)
+    for minibatch in minibatches:
+        stats = _minibatch_step(policy, optimizer, parameters, minibatch, config, clip)
+        if stats is None:
+            return _stacked(history), True
+        for key, value in stats.items():
+            history.setdefault(key, []).append(value)
     return _stacked(history), False
 
 

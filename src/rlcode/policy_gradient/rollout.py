@@ -2,8 +2,8 @@
 
 Per step the loop runs the actor in numpy on views of its weights (``ActorCritic.numpy_actor``; with
 8 rows an op costs ~1 µs there against ~5 µs in torch), with the sampling noise of the whole rollout
-drawn up front from the run's torch generator, and writes into preallocated numpy arrays; log-probabilities and values of the whole rollout are then
-computed in one batched forward (``with_policy_outputs``), which is both faster and exactly what the
+drawn up front from the run's torch generator, and writes into preallocated numpy arrays;
+log-probabilities and values of the whole rollout are then computed in one batched forward (``with_policy_outputs``), which is both faster and exactly what the
 update sees (so PPO's first ratio is 1).
 """
 
