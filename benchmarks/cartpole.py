@@ -174,6 +174,9 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
     phases = {"build the run (envs, policy, optimizer)": time.perf_counter() - began,
               "collect rollouts (policy + env steps)": 0.0, "env.step alone": 0.0,
               "log-probs and values of the rollout": 0.0, "GAE": 0.0, "update (gradient steps)": 0.0}
+    if algo == "a2c" and config.fused_update:  # one numpy pass does all three (fused_numpy.py)
+        del phases["log-probs and values of the rollout"], phases["GAE"]
+        phases["values + GAE + update, one numpy pass"] = phases.pop("update (gradient steps)")
     env_step = run.env.step
 
     def timed_step(action: Any) -> Any:
@@ -191,17 +194,21 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
         run.timesteps += config.rollout_size
         progress = 1.0 - run.timesteps / config.total_timesteps
         set_learning_rate(run.optimizer, scheduled(config.learning_rate, config.lr_schedule, progress))
-        batch = with_policy_outputs(run.policy, batch, last)
-        t2 = time.perf_counter()
-        batch = module.prepare(batch, config)
-        t3 = time.perf_counter()
-        if algo == "ppo":
-            clip = scheduled(config.clip_range, config.clip_range_schedule, progress)
-            ppo.update(run.policy, run.optimizer, batch, config, clip_range=clip, generator=run.generator)
+        if algo == "a2c" and config.fused_update:
+            a2c.rollout_update(run.policy, run.optimizer, batch, last, config)
+            timings = (t1 - t0, time.perf_counter() - t1)
         else:
-            a2c.update(run.policy, run.optimizer, batch, config)
-        t4 = time.perf_counter()
-        for name, seconds in zip(list(phases)[1:2] + list(phases)[3:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            batch = with_policy_outputs(run.policy, batch, last)
+            t2 = time.perf_counter()
+            batch = module.prepare(batch, config)
+            t3 = time.perf_counter()
+            if algo == "ppo":
+                clip = scheduled(config.clip_range, config.clip_range_schedule, progress)
+                ppo.update(run.policy, run.optimizer, batch, config, clip_range=clip, generator=run.generator)
+            else:
+                a2c.update(run.policy, run.optimizer, batch, config)
+            timings = (t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
+        for name, seconds in zip(list(phases)[1:2] + list(phases)[3:], timings):
             phases[name] += seconds
     total = time.perf_counter() - began
     print(f"rlcode {algo} on {ENV_ID}, seed {seed}, {run.timesteps:,} env steps, {threads} thread(s): {total:.2f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,15 @@ def test_gae_matches_naive_double_loop(seed, gamma, lam):
     expected = _naive_gae(rewards, values, next_values, continues, gamma, lam)
     torch.testing.assert_close(advantages, expected)
     torch.testing.assert_close(returns, expected + values)
+
+
+def test_gae_takes_numpy_arrays_and_returns_them():
+    rewards, values, next_values, continues = _random_rollout(3)
+    advantages, returns = gae(*(x.numpy() for x in (rewards, values, next_values, continues)), 0.99, 0.95)
+    assert isinstance(advantages, np.ndarray) and isinstance(returns, np.ndarray)
+    expected = _naive_gae(rewards, values, next_values, continues, 0.99, 0.95)
+    torch.testing.assert_close(torch.from_numpy(advantages), expected)
+    torch.testing.assert_close(torch.from_numpy(returns), expected + values)
 
 
 def test_gae_lambda_zero_is_the_one_step_td_error():

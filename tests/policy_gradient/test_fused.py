@@ -125,30 +125,6 @@ def test_parameters_stay_usable_after_load_state_dict_and_fallbacks():
     assert "SGD" in str(fused.unsupported_reason(policy, sgd))  # such optimizers take the autograd path
 
 
-A2C_CASES = [  # (env, shared_trunk, entropy_coef, normalize_advantages, optimizer)
-    ("CartPole-v1", False, 0.0, False, "rmsprop"),
-    ("CartPole-v1", True, 0.01, True, "adam"),
-    ("Pendulum-v1", False, 0.01, False, "rmsprop"),
-]
-
-
-@pytest.mark.parametrize("case", A2C_CASES, ids=lambda case: "-".join(map(str, case)))
-def test_fused_a2c_updates_match_autograd_updates(case):
-    from rlcode.policy_gradient import a2c
-    from rlcode.policy_gradient.config import A2CConfig
-
-    env_id, shared, entropy, normalize, optimizer_name = case
-    results = []
-    for fused_update in (True, False):
-        config = A2CConfig(env_id=env_id, shared_trunk=shared, entropy_coef=entropy, normalize_advantages=normalize,
-                           optimizer=optimizer_name, fused_update=fused_update, learning_rate=3e-3)
-        _, policy, _, batch = _setup((env_id, shared, "tanh", None, 0.0, 256, (64, 64)), True)  # policy and data
-        optimizer = make_optimizer(list(policy.parameters()), optimizer_name, 3e-3, 1e-5)
-        stats = [a2c.update(policy, optimizer, batch, config) for _ in range(3)]
-        results.append((policy, optimizer, stats))
-    _assert_runs_match(*results, stat_tolerance=lambda key: (1e-5, 1e-6))
-
-
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3]], ids=lambda case: "-".join(map(str, case[:5])))
 def test_engine_policy_outputs_equal_actor_critic_evaluate(case):
     config, policy, optimizer, batch = _setup(case, fused_update=True)

@@ -1,4 +1,5 @@
-"""PPO's and A2C's gradient steps for MLP actor-critics, with the backward pass written out by hand.
+"""PPO's gradient steps for MLP actor-critics, with the backward pass written out by hand, and the
+flat-buffer engine (``FlatMLP``) that A2C's numpy step (fused_numpy.py) runs on too.
 
 Why: with 64-unit layers and 256-row minibatches, one autograd step is ~100 small eager ops (~1.1 ms
 on one core) for ~13 MFLOP of arithmetic (~0.1 ms). Here
@@ -214,13 +215,9 @@ class FlatMLP:
         """Global-norm clip and one Adam or RMSprop step over all parameters; returns the norm before
         clipping. The arithmetic is optim.Adam's / optim.RMSprop's, on the flat buffers at once."""
         norm = float(torch.linalg.vector_norm(self.grad))
-        if not math.isfinite(norm):
-            raise RuntimeError(
-                f"the gradient norm is {norm}; this gradient step was not applied. Lower learning_rate, "
-                "enable normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
-            )
-        if max_grad_norm is not None and norm + 1e-6 > max_grad_norm:  # clip_grad_norm_'s coefficient
-            self.grad.mul_(max_grad_norm / (norm + 1e-6))
+        scale = clip_coefficient(norm, max_grad_norm)
+        if scale is not None:
+            self.grad.mul_(scale)
         options = self.optimizer.param_groups[0]
         self.steps.add_(1.0)
         if "exp_avg" in self.buffers:  # Adam
@@ -235,6 +232,18 @@ class FlatMLP:
             square_avg.mul_(alpha).addcmul_(self.grad, self.grad, value=1 - alpha)
             self.flat.addcdiv_(self.grad, square_avg.sqrt().add_(float(options["eps"])), value=-float(options["lr"]))
         return norm
+
+
+def clip_coefficient(norm: float, max_grad_norm: float | None) -> float | None:
+    """What clip_grad_norm_ multiplies the gradients by (None: leave them); raises on a non-finite norm."""
+    if not math.isfinite(norm):
+        raise RuntimeError(
+            f"the gradient norm is {norm}; this gradient step was not applied. Lower learning_rate, "
+            "enable normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
+        )
+    if max_grad_norm is not None and norm + 1e-6 > max_grad_norm:
+        return max_grad_norm / (norm + 1e-6)
+    return None
 
 
 def engine_for(policy: ActorCritic, optimizer: Optimizer) -> FlatMLP | None:
@@ -406,18 +415,3 @@ def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float)
     engine.backward(activations, d_output, d_values, d_log_std)
     return terms
 
-
-def a2c_update(engine: FlatMLP, flat: TensorBatch, config: Any) -> dict[str, float]:
-    """a2c.update's one gradient step, fused: −mean(log π(a|s)·A) + value_coef·mean((V − R)²)
-    − entropy_coef·mean(entropy), differentiated by hand."""
-    minibatch = prepare(flat, config, engine)
-    count = minibatch.returns.shape[0]
-    activations, output, values = engine.forward(minibatch.inputs)
-    log_probs, cache = _log_probs(engine, output, minibatch.actions)
-    d_log_probs = minibatch.negative_advantages / count
-    error = values - minibatch.returns
-    d_output, d_log_std = _head_gradients(engine, minibatch, cache, d_log_probs, config.entropy_coef)
-    engine.backward(activations, d_output, error * (2.0 * config.value_coef / count), d_log_std)
-    policy_loss, value_loss = torch.stack([(log_probs * minibatch.negative_advantages).mean(), error.square().mean()])
-    grad_norm = engine.optimizer_step(config.max_grad_norm)
-    return {"loss/policy": float(policy_loss), "loss/value": float(value_loss), "optim/grad_norm": grad_norm}

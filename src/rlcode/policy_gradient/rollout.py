@@ -154,6 +154,11 @@ def with_policy_outputs(policy: ActorCritic, batch: TensorBatch, last_observatio
     return batch
 
 
+def mean_entropy(batch: TensorBatch) -> float:
+    """The policy's mean entropy over a rollout's valid steps (``with_policy_outputs`` adds it)."""
+    return float((batch.entropy * batch.mask).sum() / batch.mask.sum().clamp(min=1))
+
+
 def valid_rows(batch: TensorBatch, keys: tuple[str, ...]) -> TensorBatch:
     """``keys`` of a [B, T] batch flattened to [N, ...], keeping only rows with mask 1.
 

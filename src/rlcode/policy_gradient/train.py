@@ -29,7 +29,7 @@ from rlcode.policy_gradient.envs import (
 )
 from rlcode.policy_gradient.normalize import Normalizer
 from rlcode.policy_gradient.optim import make_optimizer, scheduled, set_learning_rate
-from rlcode.policy_gradient.rollout import RolloutCollector, with_policy_outputs
+from rlcode.policy_gradient.rollout import RolloutCollector, mean_entropy, with_policy_outputs
 
 __all__ = ["PolicyGradientRun", "train", "evaluate", "evaluate_policy", "CONFIGS"]
 
@@ -93,14 +93,18 @@ class PolicyGradientRun:
         progress_remaining = 1.0 - self.timesteps / config.total_timesteps
         learning_rate = scheduled(config.learning_rate, config.lr_schedule, progress_remaining)
         set_learning_rate(self.optimizer, learning_rate)
-        batch = self.update_module.prepare(with_policy_outputs(self.policy, batch, last_observations), config)
-        if isinstance(config, PPOConfig):
-            clip = scheduled(config.clip_range, config.clip_range_schedule, progress_remaining)
-            stats = ppo.update(self.policy, self.optimizer, batch, config, clip_range=clip, generator=self.generator)
+        if isinstance(config, A2CConfig):  # one fused forward serves the advantages and the update
+            stats = a2c.rollout_update(self.policy, self.optimizer, batch, last_observations, config)
         else:
-            stats = self.update_module.update(self.policy, self.optimizer, batch, config)
+            batch = self.update_module.prepare(with_policy_outputs(self.policy, batch, last_observations), config)
+            if isinstance(config, PPOConfig):
+                clip = scheduled(config.clip_range, config.clip_range_schedule, progress_remaining)
+                stats = ppo.update(self.policy, self.optimizer, batch, config, clip_range=clip,
+                                   generator=self.generator)
+            else:
+                stats = self.update_module.update(self.policy, self.optimizer, batch, config)
+            stats["loss/entropy"] = mean_entropy(batch)
         self.updates += 1
-        stats["loss/entropy"] = float((batch.entropy * batch.mask).sum() / batch.mask.sum().clamp(min=1))
         stats["optim/learning_rate"] = learning_rate
         return stats
 
