@@ -234,8 +234,12 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "algorithm": algo, "library": library, "runs": len(runs), "solved": len(solved),
                 "seconds_to_solve": _median_range(solved),
                 "speedup_vs_sb3": _median_range([sb3_median / s for s in solved]) if library != "sb3" else "1",
+                "median_vs_median": f"{sb3_median / statistics.median(solved):.3g}" if solved else "-",
                 "steps_to_solve": _median_range([r["steps_to_solve"] for r in runs if r["steps_to_solve"]]),
                 "final_return": _median_range([r["final_return"] for r in runs]),
+                # a seed "reaches 500" when some evaluation is a perfect 500; "final" counts the last one only
+                "at_500": f"{sum(max(e[1] for e in r['evaluations']) >= 500 for r in runs)} reached, "
+                          f"{sum(r['final_return'] >= 500 for r in runs)} final",
                 "steps_per_second": _median_range([r["steps_per_second"] for r in runs]),
                 "peak_rss_mb": _median_range([r["peak_rss_mb"] for r in runs]),
                 "all_final_500": all(r["final_return"] >= 500 for r in runs),
@@ -244,15 +248,16 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    columns = ["algorithm", "library", "solved", "seconds_to_solve", "speedup_vs_sb3", "steps_to_solve",
-               "final_return", "steps_per_second", "peak_rss_mb"]
+    columns = ["algorithm", "library", "solved", "seconds_to_solve", "speedup_vs_sb3", "median_vs_median", "steps_to_solve",
+               "final_return", "at_500", "steps_per_second", "peak_rss_mb"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print(" | ".join(c.ljust(widths[c]) for c in columns))
     print("-|-".join("-" * widths[c] for c in columns))
     for row in rows:
         cells = {**row, "solved": f"{row['solved']}/{row['runs']}"}
         print(" | ".join(str(cells[c]).ljust(widths[c]) for c in columns))
-    print("cells: median (min..max) over seeds; speedup = SB3 median seconds_to_solve / each rlcode seed's")
+    print("cells: median (min..max) over seeds; speedup = SB3 median seconds_to_solve / each rlcode seed's; "
+          "median_vs_median = SB3 median / this library's median")
 
 
 def main() -> None:

@@ -69,9 +69,9 @@ class RolloutCollector:
             noise = torch.randn(shape, generator=self.generator).numpy() * self.policy.log_std.detach().exp().numpy()
         else:
             noise = -torch.empty(shape).exponential_(generator=self.generator).log_().numpy()
+        mask[:, 0] = ~self.autoreset
         for t in range(T):
             observations[:, t] = observation
-            mask[:, t] = ~self.autoreset
             output = actor(observation)
             if self.continuous:
                 action = output + noise[t]
@@ -83,10 +83,11 @@ class RolloutCollector:
             next_observation, reward, terms, truncs, _ = env.step(action)
             done = terms | truncs
             self._count_episodes(reward, done)
-            rewards[:, t] = normalizer.reward(np.asarray(reward, dtype=np.float64), done)
+            rewards[:, t] = normalizer.reward(reward, done)
             terminated[:, t], truncated[:, t] = terms, truncs
             self.autoreset = done
             observation = self._arrive(next_observation)
+        mask[:, 1:] = 1.0 - np.maximum(terminated[:, :-1], truncated[:, :-1])  # 0 after an episode end
         self.observation = observation
         batch = TensorBatch(
             observations=torch.from_numpy(observations),  # [B, T, obs]
