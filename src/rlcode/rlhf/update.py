@@ -54,6 +54,17 @@ class UpdateResult:
     skipped: int  # minibatches whose loss ratio_threshold zeroed
 
 
+def clipped_losses(ratio: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor, old_values: torch.Tensor,
+                   returns: torch.Tensor, config: PPOConfig) -> tuple[torch.Tensor, ...]:
+    """Per-token (policy loss, clipped policy loss, value loss, clipped value loss), each [N]: the clipped
+    surrogate (Schulman et al. 2017, eq. 7) and the squared error with values clipped around the
+    rollout's (TRL's clip_by_value). ``minibatch_loss`` and ``minibatch_stats`` both use them."""
+    values_clipped = torch.clamp(values, old_values - config.cliprange_value, old_values + config.cliprange_value)
+    policy_losses = -advantages * ratio
+    policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
+    return policy_losses, policy_losses_clipped, (values - returns) ** 2, (values_clipped - returns) ** 2
+
+
 def minibatch_loss(
     model: torch.nn.Module, batch: ResponseBatch, old: torch.Tensor, token_count: float, config: PPOConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,17 +79,11 @@ def minibatch_loss(
     log_probs, values = outputs.log_probs, outputs.values
     assert values is not None and outputs.entropy is not None
 
-    # Value loss, clipped around the rollout's values (TRL's clip_by_value).
-    values_clipped = torch.clamp(values, old_values - config.cliprange_value, old_values + config.cliprange_value)
-    value_losses = (values - returns) ** 2
-    value_losses_clipped = (values_clipped - returns) ** 2
-    value_loss = 0.5 * torch.maximum(value_losses, value_losses_clipped).sum() / token_count
-
-    # Clipped surrogate (Schulman et al. 2017, eq. 7).
     log_ratio = log_probs - old_log_probs
     ratio = torch.exp(log_ratio)
-    policy_losses = -advantages * ratio
-    policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
+    policy_losses, policy_losses_clipped, value_losses, value_losses_clipped = clipped_losses(
+        ratio, advantages, values, old_values, returns, config)
+    value_loss = 0.5 * torch.maximum(value_losses, value_losses_clipped).sum() / token_count
     policy_loss = torch.maximum(policy_losses, policy_losses_clipped).sum() / token_count
     loss = policy_loss + config.vf_coef * value_loss
     tokens = torch.stack([log_ratio.detach(), ratio.detach(), values.detach(), outputs.entropy, old_values,
@@ -91,8 +96,8 @@ def minibatch_stats(tokens: list[torch.Tensor], token_counts: torch.Tensor, keep
     """TRL's statistics of every minibatch at once, [M, len(MINIBATCH_STATS)], from their per-token values.
 
     ``tokens`` holds each minibatch's [len(TOKEN_ROWS), N_m] (local rows), ``token_counts`` [M] its trained
-    tokens over all processes and ``keep`` [M] 0 where ratio_threshold zeroed its loss. The losses repeat
-    ``minibatch_loss``'s formulas; variances are TRL's masked_var (two passes, Bessel-corrected).
+    tokens over all processes and ``keep`` [M] 0 where ratio_threshold zeroed its loss. The losses are
+    ``minibatch_loss``'s (``clipped_losses``); variances are TRL's masked_var (two passes, Bessel-corrected).
     """
     lengths = torch.tensor([t.shape[1] for t in tokens], device=token_counts.device)
     segment = torch.repeat_interleave(torch.arange(len(tokens), device=token_counts.device), lengths)  # [N_all]
@@ -104,10 +109,8 @@ def minibatch_stats(tokens: list[torch.Tensor], token_counts: torch.Tensor, keep
         sums = torch.zeros(len(tokens), stacked.shape[1], dtype=stacked.dtype, device=stacked.device)
         return all_reduce_sum(sums.index_add_(0, segment, stacked)) / token_counts[:, None]
 
-    values_clipped = torch.clamp(values, old_values - config.cliprange_value, old_values + config.cliprange_value)
-    value_losses, value_losses_clipped = (values - returns) ** 2, (values_clipped - returns) ** 2
-    policy_losses = -advantages * ratio
-    policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
+    policy_losses, policy_losses_clipped, value_losses, value_losses_clipped = clipped_losses(
+        ratio, advantages, values, old_values, returns, config)
     means = dict(zip(TOKEN_MEANS, token_means(
         torch.maximum(policy_losses, policy_losses_clipped), 0.5 * torch.maximum(value_losses, value_losses_clipped),
         entropy, 0.5 * log_ratio**2, -log_ratio, torch.gt(policy_losses_clipped, policy_losses).to(ratio.dtype),
