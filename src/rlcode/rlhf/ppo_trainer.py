@@ -39,8 +39,6 @@ from rlcode.rlhf.update import Rollout, ppo_update
 from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
-LOGIT_BUDGET = 1 << 26  # floats (256 MB in float32) of log-softmax per no-grad forward chunk
-CPU_TOKEN_BUDGET = 512  # tokens per no-grad forward chunk on a CPU (measured: ~10-30% faster than 16x56)
 
 
 def set_seed(seed: int) -> None:
@@ -160,9 +158,13 @@ class PPOTrainer:
         timing = {}
         tick = time.time()
         full = self.config.kl_penalty == "full"
+        # Epoch 0's minibatch order, drawn here rather than at the top of the first epoch: nothing in
+        # between draws from numpy's global RNG, so the sequence of orders is TRL's.
+        first_order = np.random.permutation(self.config.batch_size)
+        groups = self._forward_groups(batch, first_order)
         with torch.no_grad():
-            policy = self._forward(self.model, batch, values=True, full=full)
-            reference = self._forward(self.ref_model, batch, values=False, full=full)
+            policy = self._forward(self.model, batch, groups, values=True, full=full)
+            reference = self._forward(self.ref_model, batch, groups, values=False, full=full)
         timing["time/ppo/forward_pass"] = time.time() - tick
 
         tick = time.time()
@@ -193,7 +195,7 @@ class PPOTrainer:
         token_counts = all_gather_cat(batch.mask.sum(dim=1)).cpu().numpy()  # [batch_size]
         update = ppo_update(
             self.model, self.optimizer, self.parameters, rollout, token_counts,
-            rank() * self.local_batch_size, self.config,
+            rank() * self.local_batch_size, self.config, first_order,
         )
         timing["time/ppo/optimize_step"] = time.time() - tick
         if update.skipped:
@@ -234,23 +236,45 @@ class PPOTrainer:
                 "Pass longer responses, more examples, or fewer zeros in response_masks."
             )
 
-    def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, values: bool, full: bool) -> ResponseOutputs:
-        """The no-grad pass, in chunks of forward_batch_size rows (by default: as many as keep the
-        [tokens, vocabulary] log-softmax of a chunk under ``LOGIT_BUDGET`` floats and, on a CPU, the
-        chunk under ``CPU_TOKEN_BUDGET`` tokens)."""
+    def _forward_groups(self, batch: ResponseBatch, first_order: np.ndarray) -> list[np.ndarray]:
+        """The row groups of the no-grad forwards: by default this process's rows of each of epoch 0's
+        minibatches, in the order and trimmed width the training forward will see them. Each row is then
+        computed with the same shapes, hence the same kernels and float sums, in both passes, so the
+        ratios before the first optimizer step are exactly 1 on any CPU (a BLAS may pick its blocking by
+        shape). ``forward_batch_size`` overrides this with plain chunks (ratios then 1 to float rounding)."""
         size = self.config.forward_batch_size
-        if size is None:
-            size = max(1, LOGIT_BUDGET // (int(batch.response_lengths.max()) * model.vocab_size))
-            if model.device.type == "cpu":  # activations that stay in cache beat one big batch on a CPU
-                size = min(size, max(1, CPU_TOKEN_BUDGET // int(batch.lengths.max())))
-        if size >= batch.size:
+        if size is not None:
+            return [np.arange(i, min(i + size, batch.size)) for i in range(0, batch.size, size)]
+        offset, step = rank() * self.local_batch_size, self.config.mini_batch_size
+        groups = [local[(local >= 0) & (local < batch.size)]
+                  for local in (first_order[i : i + step] - offset for i in range(0, len(first_order), step))]
+        return [group for group in groups if len(group)]
+
+    def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, groups: list[np.ndarray], values: bool,
+                 full: bool) -> ResponseOutputs:
+        """The no-grad pass over ``groups`` of rows (``_forward_groups``), joined back in the batch's
+        row-major token order."""
+        if len(groups) == 1 and np.array_equal(groups[0], np.arange(batch.size)):
             return response_forward(model, batch, values=values, full=full)
-        parts = [response_forward(model, batch.rows(np.arange(i, min(i + size, batch.size))), values, False, full)
-                 for i in range(0, batch.size, size)]
+        # flat_index[b, t]: where token (b, t) sits in the batch's flat [N] order
+        flat_index = torch.full(batch.mask.shape, -1, dtype=torch.long, device=batch.mask.device)  # [B, T-1]
+        flat_index[batch.mask > 0] = torch.arange(int((batch.mask > 0).sum()), device=batch.mask.device)
+        parts, where = [], []
+        for group in groups:
+            rows = batch.rows(group)
+            parts.append(response_forward(model, rows, values, False, full))
+            rows_index = flat_index[torch.as_tensor(group, device=flat_index.device), : rows.mask.shape[1]]
+            where.append(rows_index[rows.mask > 0])
+        order = torch.cat(where)  # the flat position of every computed token
 
         def joined(name: str) -> Any:
             pieces = [getattr(p, name) for p in parts]
-            return None if pieces[0] is None else torch.cat(pieces)
+            if pieces[0] is None:
+                return None
+            stacked = torch.cat(pieces)
+            out = torch.empty_like(stacked)
+            out[order] = stacked
+            return out
 
         return ResponseOutputs(joined("log_probs"), joined("values"), None, joined("full_log_probs"))
 

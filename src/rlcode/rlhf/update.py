@@ -136,12 +136,14 @@ def ppo_update(
     token_counts: np.ndarray,
     row_offset: int,
     config: PPOConfig,
+    first_order: np.ndarray | None = None,
 ) -> UpdateResult:
     """``ppo_epochs`` passes of shuffled minibatches; one optimizer step per backward batch.
 
     The order of each epoch is ``np.random.permutation(batch_size)`` from numpy's global RNG, as in
     TRL 0.11, so that the same seed gives the same minibatches. ``token_counts`` [batch_size] holds
     every global row's number of trained tokens; this process holds rows [row_offset, row_offset + B).
+    ``first_order`` is epoch 0's order when the caller drew it already (to group its no-grad forwards).
     The statistics are computed once at the end (``minibatch_stats``), not per minibatch.
     """
     device = rollout.log_probs.device
@@ -150,8 +152,8 @@ def ppo_update(
     counts: list[float] = []
     keeps: list[torch.Tensor] = []
     accumulation = config.gradient_accumulation_steps
-    for _epoch in range(config.ppo_epochs):
-        order = np.random.permutation(config.batch_size)
+    for epoch in range(config.ppo_epochs):
+        order = first_order if epoch == 0 and first_order is not None else np.random.permutation(config.batch_size)
         for start in range(0, config.batch_size, config.mini_batch_size):
             global_rows = order[start : start + config.mini_batch_size]
             token_count = float(token_counts[global_rows].sum())
