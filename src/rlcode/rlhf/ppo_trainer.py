@@ -40,7 +40,6 @@ from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
 
-
 def set_seed(seed: int) -> None:
     """Seed python, numpy's global RNG (the minibatch order) and torch, like TRL's ``set_seed``."""
     random.seed(seed)
