@@ -27,10 +27,11 @@ def test_matches_torch_optim_bit_for_bit(kind):
     ours, theirs = _parameters(0), _parameters(0)
     if kind == "adam":
         optimizer = Adam(ours, lr=1e-2, eps=1e-5)
-        reference = torch.optim.Adam(theirs, lr=1e-2, eps=1e-5, fused=True)
+        reference = torch.optim.Adam(theirs, lr=1e-2, eps=1e-5, fused=True)  # the same _fused_adam_ kernel
     else:
         optimizer = RMSprop(ours, lr=1e-2, alpha=0.99, eps=1e-5)
-        reference = torch.optim.RMSprop(theirs, lr=1e-2, alpha=0.99, eps=1e-5)
+        # foreach: the same _foreach_* kernels as ours, so equality holds by construction on any CPU
+        reference = torch.optim.RMSprop(theirs, lr=1e-2, alpha=0.99, eps=1e-5, foreach=True)
     _run(optimizer, ours)
     _run(reference, theirs)
     for a, b in zip(ours, theirs):
