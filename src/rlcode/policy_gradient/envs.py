@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rlcode.configs import ConfigError
+from rlcode.env_ids import make_env, resolve_env_id
 
 
 def resolve_vector_mode(env_id: str, vector_mode: str) -> str:
@@ -23,7 +24,7 @@ def resolve_vector_mode(env_id: str, vector_mode: str) -> str:
         return vector_mode
     import gymnasium
 
-    spec = gymnasium.spec(env_id)
+    spec = gymnasium.spec(resolve_env_id(env_id))  # spec(), unlike make(), does not import a module: prefix
     return "vector_entry_point" if spec.vector_entry_point is not None else "sync"
 
 
@@ -33,7 +34,7 @@ def make_vector_env(env_id: str, num_envs: int, vector_mode: str = "auto", **env
     from gymnasium.vector import AutoresetMode
 
     mode = resolve_vector_mode(env_id, vector_mode)
-    env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **env_kwargs)
+    env = gymnasium.make_vec(resolve_env_id(env_id), num_envs=num_envs, vectorization_mode=mode, **env_kwargs)
     autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if autoreset != AutoresetMode.NEXT_STEP:
         env.close()
@@ -46,12 +47,7 @@ def make_vector_env(env_id: str, num_envs: int, vector_mode: str = "auto", **env
 
 def env_spaces(env_id: str) -> tuple[Any, Any]:
     """(observation_space, action_space) of one env, read without stepping it."""
-    import gymnasium
-
-    try:
-        env = gymnasium.make(env_id)
-    except gymnasium.error.Error as error:
-        raise ConfigError(f"env_id={env_id!r} cannot be made: {error}; pass a registered gymnasium id.") from None
+    env = make_env(env_id)  # a one-line ConfigError for unknown ids and missing packages
     try:
         return env.observation_space, env.action_space
     finally:

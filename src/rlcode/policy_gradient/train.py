@@ -327,11 +327,10 @@ def evaluate(
         "max_return": float(returns.max()),
     }
     if video is not None:
-        import gymnasium
-
+        from rlcode.env_ids import make_env
         from rlcode.video import record_video
 
-        video_env = gymnasium.make(config.env_id, render_mode="rgb_array")
+        video_env = make_env(config.env_id, render_mode="rgb_array")
         single = lambda observation: run.act(observation[None], deterministic, generator)[0]  # noqa: E731
         result["video"] = str(record_video(video_env, single, video, episodes=1, seed=seed))
         video_env.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rlcode import env_ids
 from rlcode.tabular.config import TabularConfig, is_frozen_lake
 
 # gymnasium 1.4 refuses these ids (DeprecatedEnv); we map them to their successors and say so.
@@ -22,6 +23,8 @@ NO_LIMIT_CAP = 100_000  # steps after which an episode of an env without TimeLim
 
 
 def resolve_env_id(env_id: str) -> str:
+    """The id gymnasium registers: a ``module:`` prefix imported and dropped, deprecated toy-text ids renamed."""
+    env_id = env_ids.resolve_env_id(env_id)
     if env_id in RENAMED_ENVS:
         new_id = RENAMED_ENVS[env_id]
         warnings.warn(f"{env_id} is deprecated in gymnasium 1.x; using its successor {new_id} "
@@ -53,7 +56,7 @@ def make_env(config: TabularConfig, render_mode: str | None = None) -> Any:
         env = gym.make(dataclasses.replace(spec, max_episode_steps=None), **kwargs)
     else:
         env = gym.make(env_id, max_episode_steps=config.max_episode_steps, **kwargs)
-    check_discrete(env, env_id)
+    check_discrete(env, config.env)  # the id as written, so the suggested command keeps its module: prefix
     return env
 
 
