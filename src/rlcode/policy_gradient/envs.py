@@ -64,6 +64,11 @@ def check_against_spaces(config: Any, observation_space: Any, action_space: Any)
             f"{config.env_id} has observation space {observation_space}; {name} needs a Box (vector) "
             "observation space. Flatten it with a gymnasium wrapper or pick another env."
         )
+    if len(observation_space.shape) > 1:  # the networks are MLPs over one feature axis
+        raise ConfigError(
+            f"{config.env_id} has image observations {observation_space}; {name} does not support image "
+            f"(multi-dimensional Box) observations yet, only 1-D vectors. {_vector_alternative(config.env_id)}"
+        )
     if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
         raise ConfigError(
             f"{config.env_id} has action space {action_space}; {name} supports Discrete and Box actions only."
@@ -75,6 +80,15 @@ def check_against_spaces(config: Any, observation_space: Any, action_space: Any)
             f"{name}.log_std_init={config.log_std_init} applies to continuous (Box) actions only, but "
             f"{config.env_id} has {action_space}; remove log_std_init (--log-std-init) for this env."
         )
+
+
+def _vector_alternative(env_id: str) -> str:
+    """How to get vector observations from an env whose observations are images."""
+    bare = resolve_env_id(env_id)
+    if bare.startswith("ALE/") and bare.endswith("-v5"):
+        return f"Train on the console's 128-byte RAM instead: --env {bare[: -len('-v5')]}-ram-v5."
+    return ("Register a variant with vector observations (e.g. gymnasium.wrappers.FlattenObservation) in a "
+            "module of yours and pass it as --env module:EnvId.")
 
 
 # ---------------------------------------------------------------------------------------------
