@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+from rlcode.configs import ConfigError
 from rlcode.sweeps import run_sweep
 
 DATA = Path(__file__).parent / "data"  # rlcode_test_envs.py registers RlcodeCorridor-v0 on import
@@ -19,4 +22,10 @@ def test_local_pool_sweep_over_a_module_env(tmp_path, monkeypatch):
                                   "eval_episodes": 2})
     assert not result.failed, [r["error"] for r in result.failed]
     assert [r["status"] for r in result.records] == ["ok", "ok"]
-    assert "rlcode_test_envs" not in sys.modules  # the driver never made an env; the workers did
+
+
+def test_a_bad_env_id_fails_before_any_trial_runs(tmp_path):
+    with pytest.raises(ConfigError, match="module 'rlcode_no_such_module' cannot be imported"):
+        run_sweep("ppo", env="rlcode_no_such_module:X-v0", seeds=2, backend="local", out_dir=tmp_path / "s",
+                  quiet=True)
+    assert not (tmp_path / "s").exists()

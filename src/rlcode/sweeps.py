@@ -132,7 +132,20 @@ def build_configs(
         points = [point | {key: value} for point in points for value in values]
     source = f"sweep of {algorithm}"
     configs: list[Any] = [config_from_dict(cls, base | point | {"seed": seed}, source) for point in points for seed in seed_list]
+    check_env_ids(configs)
     return configs, list(grid)
+
+
+def check_env_ids(configs: Sequence[Any]) -> None:
+    """Resolve every distinct env id now: a missing module or package fails once, before any worker starts.
+
+    The workers resolve the ids again (importing a ``module:EnvId``'s module), being fresh processes.
+    """
+    from rlcode.env_ids import resolve_env_id
+
+    ids = (getattr(c, name, None) for c in configs for name in ("env_id", "env"))
+    for env_id in dict.fromkeys(i for i in ids if isinstance(i, str)):
+        resolve_env_id(env_id)
 
 
 def iqm(values: np.ndarray) -> np.ndarray:
