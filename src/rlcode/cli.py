@@ -18,6 +18,7 @@ from pathlib import Path
 from rlcode import __version__
 from rlcode.algorithms import ALGORITHMS, get_algorithm
 from rlcode.configs import ConfigError, add_config_arguments, config_from_args
+from rlcode.extras import as_missing_extra, require
 
 COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands", "rlcode.tour"]
 
@@ -40,7 +41,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--tensorboard", action="store_true", help="also write TensorBoard event files to RUN_DIR/tensorboard"
         )
-        parser.add_argument("--wandb-project", metavar="NAME", help="also log to this W&B project (if installed)")
+        parser.add_argument("--wandb-project", metavar="NAME",
+                            help="also log to this W&B project (needs pip install 'rlcode[wandb]')")
         add_config_arguments(parser, algo.load("config"))
         parser.set_defaults(handler=_run_train)
 
@@ -48,6 +50,11 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     algo = get_algorithm(args.algorithm)
     config = config_from_args(algo.load("config"), args, args.config)
+    # Asked-for loggers must be installed before any work (the library itself only warns about wandb).
+    if args.tensorboard:
+        require("tensorboard", "tensorboard", "TensorBoard logging (--tensorboard)")
+    if args.wandb_project:
+        require("wandb", "wandb", "W&B logging (--wandb-project)")
     from rlcode.metrics import set_defaults
 
     set_defaults(tensorboard=args.tensorboard, wandb_project=args.wandb_project)
@@ -126,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except ImportError as error:  # an optional package is missing: one line naming its pip extra
+        missing = as_missing_extra(error)
+        if missing is None:
+            raise
+        print(f"rlcode: error: {missing}", file=sys.stderr)
+        return 2
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as error:
         from rlcode.checkpoints import CheckpointError
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcode.checkpoints import CheckpointError, checkpoint_path
+from rlcode.extras import require
 from rlcode.model_card import CARD_NAME, REPO_PLACEHOLDER, write_text_atomic
 
 # Temp files of interrupted atomic writes, caches and TensorBoard's lock-free leftovers stay local.
@@ -46,12 +47,7 @@ def push_to_hub(
     run_dir = _checked_run_dir(run_dir)
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ValueError(f"repo_id {repo_id!r} must look like 'user/name' (or 'organisation/name').")
-    try:
-        from huggingface_hub import HfApi
-    except ModuleNotFoundError:
-        raise RuntimeError(
-            "push_to_hub needs huggingface_hub, which is not installed; run `pip install 'rlcode[hub]'`."
-        ) from None
+    HfApi = require("huggingface_hub", "hub", "push_to_hub").HfApi
 
     card = run_dir / CARD_NAME
     if card.is_file():

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from rlcode.extras import install_command, require
+
 EPISODE_RETURN = "rollout/episode_return"
 VOCABULARY: dict[str, str] = {
     EPISODE_RETURN: "mean undiscounted return of the episodes that ended since the last record",
@@ -71,13 +73,8 @@ def _short(value: float) -> str:
 def _tensorboard_writer(run_dir: Path | None) -> Any:
     if run_dir is None:
         raise ValueError("tensorboard=True needs a run_dir to write event files into; pass run_dir.")
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ModuleNotFoundError:
-        raise RuntimeError(
-            "TensorBoard logging was asked for but the tensorboard package is not installed; "
-            "run `pip install 'rlcode[tensorboard]'` or drop --tensorboard."
-        ) from None
+    require("tensorboard", "tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIRNAME))
 
 
@@ -85,7 +82,8 @@ def _wandb_run(project: str, run_dir: Path | None, config: Mapping[str, Any] | N
     try:
         import wandb
     except ModuleNotFoundError:
-        _warn_once("wandb", "wandb_project was given but wandb is not installed; not logging to W&B.")
+        _warn_once("wandb", "wandb_project was given but wandb is not installed; not logging to W&B "
+                   f"(install it with: {install_command('wandb')}).")
         return None
     return wandb.init(
         project=project,

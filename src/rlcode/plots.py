@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rlcode.extras import require
 from rlcode.metrics import EPISODE_RETURN, read_metrics
 
 TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
@@ -44,12 +45,7 @@ class Run:
 
 
 def _matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ModuleNotFoundError:
-        raise RuntimeError(
-            "plots need matplotlib, which is not installed; run `pip install 'rlcode[plots]'`."
-        ) from None
+    matplotlib = require("matplotlib", "plots", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -345,6 +341,7 @@ def plot_runs(
             raise FileNotFoundError(
                 f"{str(run.path)!r} has no metrics.jsonl; it was not written by `rlcode train`."
             )
+    _matplotlib()  # a missing plots extra fails before the output folder appears
     out = Path(out_dir) if out_dir is not None else runs[0].path.parent / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = plot_learning_curves(runs, out, metric)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlcode.extras import missing_extra, require
+
 BACKENDS = ("serial", "local", "ray")
-RAY_MISSING = "the 'ray' sweep backend needs Ray Tune, which is not installed; run: pip install 'rlcode[ray]'"
 OnRecord = Callable[[dict[str, Any]], None]
 
 
@@ -154,11 +155,12 @@ def run_local(trials: Sequence[Trial], run_dirs: Sequence[Path], workers: int, o
 
 
 def require_ray() -> None:
+    """Raise ``MissingExtra`` (one line naming ``pip install 'rlcode[ray]'``) unless Ray Tune imports."""
+    require("ray", "ray")
     try:
-        import ray  # noqa: F401
         from ray import tune  # noqa: F401
-    except ImportError:
-        raise ModuleNotFoundError(RAY_MISSING) from None
+    except ImportError:  # ray without the dependencies of its [tune] extra
+        raise missing_extra("ray", "ray", package="Ray Tune (ray[tune])") from None
 
 
 def _ray_trainable(params: dict[str, Any], trials: Sequence[Trial], run_dirs: Sequence[Path]) -> dict[str, Any]:

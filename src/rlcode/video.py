@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rlcode.extras import require
+
 VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
@@ -27,18 +29,8 @@ def _default_mode() -> int:
 
 def _check_writer(suffix: str) -> None:
     """Fail before rendering anything when the library for ``suffix`` is missing."""
-    try:
-        if suffix == ".gif":
-            import PIL.Image  # noqa: F401
-        else:
-            import imageio  # noqa: F401
-            import imageio_ffmpeg  # noqa: F401
-    except ModuleNotFoundError as error:
-        package = "pillow" if suffix == ".gif" else "imageio and imageio-ffmpeg"
-        raise RuntimeError(
-            f"writing a {suffix} video needs {package} ({error.name} is not installed); "
-            "run `pip install 'rlcode[video]'`."
-        ) from None
+    for module in ("PIL.Image",) if suffix == ".gif" else ("imageio", "imageio_ffmpeg"):
+        require(module, "video", f"writing a {suffix} video")
 
 
 def _frames(env: Any, act: Callable[[Any], Any], episodes: int, seed: int | None) -> Iterator[np.ndarray]:
