@@ -30,11 +30,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_rlhf_demo(args: argparse.Namespace) -> int:
-    from rlcode.rlhf.demo import run_demo
-
     for name in ("steps", "batch_size", "mini_batch_size", "response_length", "pretrain_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    from rlcode.rlhf.demo import run_demo  # MissingExtra (one line, exit status 2) without the lm extra
+
     run_demo(out=args.out, steps=args.steps, model=args.model, batch_size=args.batch_size,
              mini_batch_size=args.mini_batch_size, response_length=args.response_length,
              learning_rate=args.learning_rate, init_kl_coef=args.init_kl_coef,

@@ -16,7 +16,10 @@ from typing import Any, TextIO
 
 import torch
 
-from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward
+from rlcode.rlhf import require_lm
+
+require_lm()  # before synthetic imports transformers: a missing lm extra is one line naming the pip command
+from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward  # noqa: E402
 
 COLUMNS = ("step", "reward", "kl", "kl_coef", "policy_loss", "value_loss", "seconds")
 
