@@ -6,6 +6,9 @@ Under a TimeLimit of H steps the best policy is time-dependent (backward inducti
 policy in polynomial time, so ``best_stationary_policy`` runs steepest coordinate ascent, each
 candidate evaluated exactly, from several starts (value-iteration policies for a few discounts and
 the time-dependent policy's first and middle steps).
+
+Without a time limit, values are exact too: a linear solve on the states that end their episode
+with probability 1, ±inf or 0 for the loops that never end (``total_rewards``).
 """
 
 from __future__ import annotations
@@ -68,45 +71,124 @@ def evaluate_policies(table: TransitionTable, policies: np.ndarray, gamma: float
 
 
 def evaluate_policy(table: TransitionTable, policy: np.ndarray, gamma: float = 1.0,
-                    horizon: int | None = None, tolerance: float = 1e-12) -> np.ndarray:
-    """Exact values [S] of a deterministic policy: H steps, or the infinite horizon when None.
-
-    With γ < 1 it solves (I − γ P_π) V = r_π. With γ = 1 it iterates; a state whose value still
-    moves by the same amount every sweep never terminates and gets ±inf (e.g. walking into a wall
-    with reward −1 forever); loops with zero reward keep their finite value.
-    """
+                    horizon: int | None = None) -> np.ndarray:
+    """Exact values [S] of a deterministic policy [S]: H steps, or the infinite horizon when None."""
     policy = np.asarray(policy, dtype=np.int64)
     if horizon is not None:
         return evaluate_policies(table, policy[None], gamma, horizon)[0]
-    rewards, continuing, next_states = _policy_arrays(table, policy)
-    if gamma < 1.0:
-        transition = np.zeros((table.n_states, table.n_states))
-        np.add.at(transition, (np.arange(table.n_states)[:, None].repeat(next_states.shape[1], 1), next_states),
-                  continuing)
-        return np.linalg.solve(np.eye(table.n_states) - gamma * transition, rewards)
-    return evaluate_stochastic_policy(table, np.eye(table.n_actions)[policy], gamma, None, tolerance)
+    return evaluate_stochastic_policy(table, np.eye(table.n_actions)[policy], gamma, None)
 
 
 def evaluate_stochastic_policy(table: TransitionTable, probabilities: np.ndarray, gamma: float = 1.0,
-                               horizon: int | None = None, tolerance: float = 1e-12) -> np.ndarray:
-    """Exact values [S] of a policy given as action probabilities [S, A], by H sweeps or to convergence."""
-    rewards = (probabilities * table.expected_rewards).sum(1)  # [S]
-    values, change = np.zeros(table.n_states), np.zeros(table.n_states)
-    for sweep in range(horizon if horizon is not None else 200_000):
-        future = (table.continuing * values[table.next_states]).sum(-1)  # [S, A]
-        new_values = rewards + gamma * (probabilities * future).sum(1)
-        new_change, values = new_values - values, new_values
-        if horizon is not None:
-            continue
-        if np.abs(new_change).max() < tolerance:
-            return values
-        if sweep > 1000 and np.abs(new_change - change).max() < tolerance:
-            break  # what still moves, moves at a constant rate: those states never terminate
-        change = new_change
-    if horizon is None:
-        moving = np.abs(new_change) >= tolerance
-        values[moving] = np.sign(new_change[moving]) * np.inf
+                               horizon: int | None = None) -> np.ndarray:
+    """Exact values [S] of a policy given as action probabilities [S, A]: H sweeps, or the infinite horizon.
+
+    The infinite horizon is a linear solve, not sweeps to convergence: a proper policy can converge
+    so slowly (a state that stays put with probability 0.999) that sweeps cannot tell it from one
+    that never ends.
+    """
+    if horizon is not None:
+        rewards = (probabilities * table.expected_rewards).sum(1)  # [S]
+        values = np.zeros(table.n_states)
+        for _ in range(horizon):
+            future = (table.continuing * values[table.next_states]).sum(-1)  # [S, A]
+            values = rewards + gamma * (probabilities * future).sum(1)
+        return values
+    transition, rewards = policy_chain(table, probabilities)
+    if gamma < 1.0:  # γ P_π has spectral radius ≤ γ < 1, so I − γ P_π is invertible
+        return np.linalg.solve(np.eye(table.n_states) - gamma * transition, rewards)
+    return total_rewards(transition, rewards, terminating_states(table, probabilities))
+
+
+def policy_chain(table: TransitionTable, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Markov chain of a policy [S, A]: continuing transitions P_π [S, S] and expected rewards r_π [S].
+
+    P_π is sub-stochastic: row s sums to 1 minus the probability that the step from s terminates.
+    """
+    n = table.n_states
+    weights = probabilities[:, :, None] * table.continuing  # [S, A, K]
+    flat = (np.arange(n)[:, None, None] * n + table.next_states).ravel()
+    transition = np.bincount(flat, weights.ravel(), minlength=n * n).reshape(n, n)
+    return transition, (probabilities * table.expected_rewards).sum(1)
+
+
+def terminating_states(table: TransitionTable, probabilities: np.ndarray) -> np.ndarray:
+    """States [S] bool whose next step under the policy terminates with positive probability.
+
+    Read from the table's structure, not from 1 − Σ P_π, so no rounding tolerance is needed.
+    """
+    ends = table.terminated & (table.probabilities > 0)  # [S, A, K]
+    return np.asarray(((probabilities > 0) & ends.any(-1)).any(1))
+
+
+def can_reach(adjacency: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """States [S] bool with a path (≥ 0 steps) into ``targets``: backward breadth-first search, a layer a sweep."""
+    reached = targets.copy()
+    while not np.array_equal(grown := reached | (adjacency @ reached), reached):
+        reached = grown
+    return reached
+
+
+def reachability(adjacency: np.ndarray) -> np.ndarray:
+    """Reflexive-transitive closure [S, S] of a boolean graph: closure[s, t] iff t can follow s.
+
+    Repeated squaring, ⌈log2 S⌉ dense products at most: the toy-text tables have ≤ 500 states.
+    Path counts are at most S^2, exact in float64, so the matmul is exact.
+    """
+    closure = (adjacency | np.eye(adjacency.shape[0], dtype=bool)).astype(np.float64)
+    while True:
+        squared = ((closure @ closure) > 0).astype(np.float64)
+        if np.array_equal(squared, closure):
+            return closure > 0
+        closure = squared
+
+
+def total_rewards(transition: np.ndarray, rewards: np.ndarray, terminating: np.ndarray) -> np.ndarray:
+    """Expected undiscounted total reward [S] of a Markov chain with termination (γ = 1).
+
+    Classification of finite chains (Kemeny & Snell, Finite Markov Chains, 1960; Puterman 1994,
+    app. A): a state is recurrent iff it lies in a closed communicating class that never
+    terminates. Such a class C earns its gain g = π_C · r_C per step forever (π_C its stationary
+    distribution), so its value is +inf or −inf by the sign of g, and 0 when all its rewards are 0
+    (a loop that earns nothing is worth 0, not inf). A zero-gain class with non-zero rewards
+    (+1, −1, +1, ...) has no limit: nan. Every other state is transient: it terminates or enters a
+    recurrent class with probability 1, so (I − P_TT) is invertible and v_T = (I − P_TT)⁻¹ r_T with
+    the classes' values as boundary; a transient state that can enter a ±inf class is ±inf itself.
+    """
+    n = rewards.shape[0]
+    if can_reach(transition > 0, terminating).all():  # the usual case, no closure needed: all transient
+        return np.linalg.solve(np.eye(n) - transition, rewards)
+    closure = reachability(transition > 0)
+    can_terminate = closure @ terminating  # bool matmul: some reachable state terminates
+    closed = ~(closure & ~closure.T).any(1)  # everything reachable from s leads back to s
+    recurrent = closed & ~can_terminate
+    values = np.zeros(n)
+    for state in np.flatnonzero(recurrent):
+        members = closure[state]  # a recurrent state reaches exactly its own class
+        if state == members.argmax():  # once per class, at its first state
+            values[members] = _class_value(transition[np.ix_(members, members)], rewards[members])
+    transient = ~recurrent
+    positive = transient & (closure @ (recurrent & (values == np.inf)))  # a transient state gets what it can reach
+    negative = transient & (closure @ (recurrent & (values == -np.inf)))
+    undefined = transient & (closure @ (recurrent & np.isnan(values)))
+    values[positive], values[negative], values[undefined | (positive & negative)] = np.inf, -np.inf, np.nan
+    finite = transient & ~(positive | negative | undefined)
+    values[finite] = np.linalg.solve(np.eye(int(finite.sum())) - transition[np.ix_(finite, finite)],
+                                     rewards[finite])
     return values
+
+
+def _class_value(transition: np.ndarray, rewards: np.ndarray) -> float:
+    """Total reward of a closed, never-terminating communicating class: 0, ±inf by its gain, or nan."""
+    if not rewards.any():
+        return 0.0
+    # stationary distribution: π (P − I) = 0 with Σ π = 1, unique for one communicating class
+    system = np.vstack([(transition - np.eye(len(rewards))).T, np.ones(len(rewards))])
+    stationary = np.linalg.lstsq(system, np.eye(len(rewards) + 1)[-1], rcond=None)[0]
+    gain = float(stationary @ rewards)
+    if abs(gain) <= 1e-12 * np.abs(rewards).max():
+        return float("nan")
+    return float(np.sign(gain) * np.inf)
 
 
 def start_value(table: TransitionTable, values: np.ndarray) -> float:
