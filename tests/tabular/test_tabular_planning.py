@@ -9,7 +9,7 @@ import pytest
 
 from rlcode.tabular import planning
 from rlcode.tabular.config import QLearningConfig
-from rlcode.tabular.envs import episode_horizon, make_env, transition_table
+from rlcode.tabular.envs import TransitionTable, episode_horizon, make_env, transition_table
 
 
 def _table(**config):
@@ -97,3 +97,34 @@ def test_gap_percent():
     assert planning.gap_percent(0.8, 0.792) == pytest.approx(1.0)
     assert planning.gap_percent(-13.0, -17.0) == pytest.approx(100 * 4 / 13)
     assert planning.gap_percent(1.0, -np.inf) == np.inf
+
+
+@pytest.mark.parametrize("map_size", [4, 8])
+def test_optimal_policy_without_time_limit_reaches_the_goal(map_size):
+    # Not slippery, γ = 1: V* = 1 from every state but the holes and the goal, and many actions tie
+    # (walking into a wall keeps V* = 1). argmax over the ties loops at the start and earns 0.
+    env = make_env(QLearningConfig(map_size=map_size, slippery=False, max_episode_steps=0))
+    table, tiles = transition_table(env), np.array([cell.decode() for row in env.unwrapped.desc for cell in row])
+    _, q = planning.value_iteration(table, 1.0)
+    assert planning.start_value(table, planning.evaluate_policy(table, q.argmax(1), 1.0)) == 0.0
+    best = planning.optimum(table, 1.0, None)
+    values = planning.evaluate_policy(table, best.policy, 1.0)
+    np.testing.assert_array_equal(values[np.isin(tiles, ["S", "F"])], 1.0)
+    assert best.stationary == best.time_dependent == best.infinite_horizon == 1.0
+
+
+def test_optimal_policy_without_time_limit_attains_v_star_everywhere_when_slippery():
+    for config in (dict(), dict(env="FrozenLake8x8-v1"), dict(env="CliffWalking-v1")):
+        table, _ = _table(max_episode_steps=0, **config)
+        values, _ = planning.value_iteration(table, 1.0)
+        best = planning.optimum(table, 1.0, None)
+        np.testing.assert_allclose(planning.evaluate_policy(table, best.policy, 1.0), values, rtol=0, atol=1e-9)
+
+
+def test_proper_optimal_policy_raises_when_no_optimal_policy_attains_the_values():
+    # one state, one action that stays put with reward 0 forever, but handed Q = 1: nothing attains it
+    ones = np.ones((1, 1, 1))
+    table = TransitionTable(ones, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1, 1)), np.zeros((1, 1, 1), bool),
+                            np.ones((1, 1), np.int64), np.ones(1))
+    with pytest.raises(RuntimeError, match="attains V"):
+        planning.proper_optimal_policy(table, np.ones((1, 1)), 1.0)

@@ -8,7 +8,9 @@ candidate evaluated exactly, from several starts (value-iteration policies for a
 the time-dependent policy's first and middle steps).
 
 Without a time limit, values are exact too: a linear solve on the states that end their episode
-with probability 1, ±inf or 0 for the loops that never end (``total_rewards``).
+with probability 1, ±inf or 0 for the loops that never end (``total_rewards``), and at γ = 1 the
+returned optimal policy is one that makes progress among the tied optimal actions
+(``proper_optimal_policy``), since argmax over ties can loop forever.
 """
 
 from __future__ import annotations
@@ -219,6 +221,42 @@ def best_stationary_policy(table: TransitionTable, gamma: float, horizon: int,
     return best_policy, best_value
 
 
+def proper_optimal_policy(table: TransitionTable, q: np.ndarray, gamma: float,
+                          tolerance: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """A stationary policy [S] that attains V* = max_a Q*(s, a) from every state, with its exact values [S].
+
+    At γ = 1 argmax over Q* is not enough: actions tie exactly (FrozenLake without slipping: walking
+    into a wall keeps V* = 1), and a policy made of tied actions can loop forever and earn 0. An
+    optimal policy must use optimal actions only ("conserving") and also get somewhere
+    ("equalizing"; Puterman 1994 §7.2; for stochastic shortest paths Bertsekas & Tsitsiklis 1991).
+    So among the optimal actions, Q*(s, a) ≥ V*(s) − tolerance, we pick ones that make progress:
+    layer 0 holds the states with an optimal action that can end the episode (taken there, so a
+    state worth 0 ends its episode rather than loop), layer k+1 the states with an optimal action
+    that reaches layer ≤ k with positive probability (taken there). From layer k the episode then
+    ends within k + 1 steps with positive probability. A state from which no optimal action leads
+    to an end keeps its best optimal action. The policy is evaluated exactly and must give V*
+    everywhere, else we raise.
+    """
+    values = q.max(1)
+    scale = max(1.0, float(np.abs(values).max()))
+    optimal = q >= values[:, None] - tolerance * scale  # [S, A]
+    possible = table.probabilities > 0  # [S, A, K]
+    progress = optimal & (table.terminated & possible).any(-1)  # layer 0: optimal actions that can end
+    policy, layered = q.argmax(1), np.zeros(table.n_states, dtype=bool)
+    while (new := progress.any(1) & ~layered).any():
+        policy[new] = np.where(progress, q, -np.inf)[new].argmax(1)
+        layered |= new
+        progress = optimal & (possible & layered[table.next_states]).any(-1)  # reaches an earlier layer
+    policy_values = evaluate_policy(table, policy, gamma)
+    error = np.abs(policy_values - values)
+    if not np.all(error <= 1e-6 * scale):  # nan and inf fail too
+        worst = int(np.nanargmax(np.where(np.isnan(error), np.inf, error)))
+        raise RuntimeError(f"no stationary policy made of optimal actions attains V* here (state {worst}: "
+                           f"V*={values[worst]:.6g}, policy value {policy_values[worst]:.6g}); value iteration "
+                           "stopped short of V* or rewards of both signs loop; use gamma < 1 or a time limit.")
+    return policy, policy_values
+
+
 @dataclass(frozen=True)
 class Optimum:
     """Start-state optima under one discount; stationary == time_dependent without a time limit."""
@@ -243,7 +281,9 @@ def optimum(table: TransitionTable, gamma: float = 1.0, horizon: int | None = No
             raise RuntimeError("the undiscounted problem without a time limit has no finite optimum here; "
                                "set max_episode_steps or gamma < 1.")
         assert infinite is not None
-        return Optimum(gamma, None, infinite, infinite, infinite, infinite_q.argmax(1))
+        policy, policy_values = proper_optimal_policy(table, infinite_q, gamma)
+        exact = start_value(table, policy_values)
+        return Optimum(gamma, None, infinite, exact, exact, policy)
     values, policies = backward_induction(table, gamma, horizon)
     time_dependent = start_value(table, values[horizon])
     starts = [policies[horizon - 1], policies[horizon // 2]]
