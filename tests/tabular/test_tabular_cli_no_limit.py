@@ -27,3 +27,13 @@ def test_optimum_without_time_limit_prints_a_policy_worth_one(capsys):
     assert policy_value == summary["stationary"] == 1.0
     assert summary["policy_grid"][0][0] in "↓→"
 
+
+def test_train_frozen_lake_8x8_without_time_limit_is_finite_and_titled_8x8(tmp_path, capsys):
+    assert main(["train", "qlearning", "--env", "FrozenLake8x8-v1", "--max-episode-steps", "0", "--episodes",
+                 "3000", "--eval-episodes", "10", "--log-points", "2", "--run-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "FrozenLake8x8-v1 8x8 slippery" in out and "4x4" not in out
+    learned = re.search(r"learned greedy policy \(exact value\)\s*│\s*(\S+)", out)
+    gap = re.search(r"gap to optimum\s*│\s*(\S+) %", out)
+    assert learned and gap, out
+    assert np.isfinite(float(learned.group(1))) and np.isfinite(float(gap.group(1)))

@@ -7,17 +7,32 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rlcode.tabular.config import TabularConfig
+from rlcode.tabular.config import TabularConfig, is_frozen_lake
 
 
 def _number(value: float | None, digits: int = 4) -> str:
     return "n/a (no transition table)" if value is None else f"{value:.{digits}f}"
 
 
+def _frozen_lake_map(config: TabularConfig) -> str:
+    """The map ``make_env`` builds: map_desc, else map_size for FrozenLake-v1, else the id's own map
+    (FrozenLake8x8-v1 is registered with map_name="8x8" and ignores map_size)."""
+    if config.map_desc is not None:
+        return config.map_desc
+    if config.env.split("/")[-1] == "FrozenLake-v1":
+        return f"{config.map_size}x{config.map_size}"
+    import gymnasium as gym
+
+    try:
+        return str(gym.spec(config.env).kwargs.get("map_name", "4x4"))  # FrozenLakeEnv's default map
+    except gym.error.Error:
+        return "custom map"
+
+
 def _env_label(config: TabularConfig, horizon: Any = "") -> str:
     label = config.env
-    if config.env.startswith("FrozenLake"):
-        label += f" {config.map_desc or f'{config.map_size}x{config.map_size}'}"
+    if is_frozen_lake(config.env):
+        label += f" {_frozen_lake_map(config)}"
         label += " slippery" if config.slippery else " not slippery"
     return label + (f", {horizon}-step limit" if horizon else "")
 
