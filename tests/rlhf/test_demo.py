@@ -62,3 +62,35 @@ def test_cli_demo_loads_any_saved_model_and_saves_a_resumable_trainer(demo_run, 
 def test_cli_rejects_bad_arguments(capsys):
     assert main(["rlhf-demo", "--steps", "0"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_saved_pretrained_directory_names_a_tokenizer_class_every_transformers_has(tmp_path):
+    """transformers 5 writes "TokenizersBackend", which 4.x (TRL 0.11.4's stack) cannot load."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from rlcode.rlhf.synthetic import make_pretrained
+
+    path, losses = make_pretrained(tmp_path, steps=2)
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    settings = json.loads((path / "tokenizer_config.json").read_text())
+    assert settings["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert (path / "model.safetensors").is_file()
+    loaded = AutoTokenizer.from_pretrained(path)
+    assert loaded("the movie was good")["input_ids"] == build_tokenizer()("the movie was good")["input_ids"]
+
+
+
+def test_next_token_loss_is_the_models_own_labels_loss():
+    import torch
+
+    from rlcode.rlhf.synthetic import build_model, corpus, next_token_loss
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, n_layer=1, n_embd=16)
+    windows = torch.tensor([tokenizer(line)["input_ids"][:4] for line in corpus(4, seed=1)])  # [4, 4]
+    with torch.no_grad():
+        expected = model(input_ids=windows, labels=windows).loss
+        got = next_token_loss(model, windows)
+    torch.testing.assert_close(got, expected)

@@ -9,6 +9,7 @@ loads back through ``from_pretrained`` like any model from the hub.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -84,6 +85,18 @@ def build_model(tokenizer: PreTrainedTokenizerFast, n_layer: int = 2, n_embd: in
     return GPT2LMHeadModel(config)
 
 
+def next_token_loss(model: GPT2LMHeadModel, windows: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each next token: what ``model(input_ids=w, labels=w).loss`` returns.
+
+    Written out because transformers 5 picks the loss by class name and warns on every run that
+    ``GPT2LMHeadModel`` matches none (it then falls back to this same ``ForCausalLMLoss``).
+    """
+    logits = model(input_ids=windows).logits  # [B, T, V]
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), windows[:, 1:].reshape(-1)
+    )
+
+
 def pretrain(
     model: GPT2LMHeadModel,
     tokenizer: PreTrainedTokenizerFast,
@@ -104,7 +117,7 @@ def pretrain(
     for _ in range(steps):
         starts = torch.randint(0, len(stream) - window, (batch_size,), generator=generator)
         windows = torch.stack([stream[s : s + window] for s in starts.tolist()])  # [B, window]
-        loss = model(input_ids=windows, labels=windows).loss
+        loss = next_token_loss(model, windows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -120,6 +133,22 @@ def make_pretrained(directory: str | Path, steps: int = 300, seed: int = 0) -> t
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed=seed)
     losses = pretrain(model, tokenizer, steps=steps, seed=seed)
-    model.save_pretrained(directory, safe_serialization=True)
+    model.save_pretrained(directory)  # safetensors is the default from transformers 4.35 on
     tokenizer.save_pretrained(directory)
+    portable_tokenizer_class(directory)
     return directory, losses
+
+
+def portable_tokenizer_class(directory: str | Path) -> None:
+    """Name the saved tokenizer ``PreTrainedTokenizerFast`` so transformers 4.x loads it too.
+
+    transformers 5 writes ``"tokenizer_class": "TokenizersBackend"``, a class 4.x lacks, so its
+    ``AutoTokenizer`` refuses the directory (and the TRL 0.11.4 stack runs on 4.46.3). 5.x maps
+    ``PreTrainedTokenizerFast`` back to ``TokenizersBackend``, so the one name loads on both.
+    """
+    path = Path(directory) / "tokenizer_config.json"
+    if path.is_file():
+        settings = json.loads(path.read_text())
+        if settings.get("tokenizer_class") == "TokenizersBackend":
+            settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+            path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")

@@ -114,11 +114,14 @@ class CausalLMWithValueHead(nn.Module):
         return wrapped
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
-        """Save the LM (safetensors, via transformers) and the value head beside it."""
+        """Save the LM (safetensors, via transformers) and the value head beside it.
+
+        No ``safe_serialization`` default is passed: safetensors is what transformers writes from 4.35 on,
+        and 5.x no longer has the argument (an unknown kwarg goes on to ``create_repo`` under ``push_to_hub``).
+        """
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        kwargs.setdefault("safe_serialization", True)
         self.pretrained_model.save_pretrained(directory, **kwargs)
         head = {f"v_head.{k}": v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
         save_file(head, str(directory / VALUE_HEAD_WEIGHTS))
