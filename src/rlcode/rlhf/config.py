@@ -51,7 +51,8 @@ class PPOConfig:
         "large temporaries do not page-fault afresh; see rlcode.rlhf.allocator"
     )
     forward_batch_size: int | None = doc_field(
-        None, "rows per no-grad forward (None: chunks under 256 MB of log-softmax, and 512 tokens on a CPU)"
+        None, "rows per no-grad forward (None: epoch 0's minibatches, so the ratios before the first optimizer "
+        "step are exactly 1 on any CPU; a number: plain chunks of that many rows, ratios 1 to float rounding)"
     )
 
     def __post_init__(self) -> None:
