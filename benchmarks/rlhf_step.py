@@ -49,6 +49,8 @@ def write_case(workdir: Path, name: str, length: int, calls: int) -> None:
     from tokenizers import Tokenizer, models
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+    from rlcode.rlhf.synthetic import portable_tokenizer_class
+
     workdir.mkdir(parents=True, exist_ok=True)
     config = gpt2_config(name)
     torch.manual_seed(0)
@@ -61,6 +63,7 @@ def write_case(workdir: Path, name: str, length: int, calls: int) -> None:
     backend = Tokenizer(models.WordLevel({str(i): i for i in range(pad + 1)}, unk_token="0"))
     PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=str(pad), eos_token=str(pad)).save_pretrained(
         workdir / "tokenizer")
+    portable_tokenizer_class(workdir / "tokenizer")  # TRL's side loads it on transformers 4.46.3
     generator = torch.Generator().manual_seed(1)
     save_file({
         "queries": torch.randint(0, pad, (calls, BATCH, QUERY_LENGTH), generator=generator),

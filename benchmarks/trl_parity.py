@@ -135,6 +135,8 @@ def write_case(workdir: Path, ppo: dict, steps: int, dtype: str = "float32", see
     from tokenizers import Tokenizer, models
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+    from rlcode.rlhf.synthetic import portable_tokenizer_class
+
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(GPT2Config(**MODEL))
@@ -143,6 +145,7 @@ def write_case(workdir: Path, ppo: dict, steps: int, dtype: str = "float32", see
     backend = Tokenizer(models.WordLevel({str(i): i for i in range(VOCAB)}, unk_token="0"))
     PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=str(PAD), eos_token=str(PAD)).save_pretrained(
         workdir / "tokenizer")
+    portable_tokenizer_class(workdir / "tokenizer")  # TRL's side loads it on transformers 4.46.3
     generator = torch.Generator().manual_seed(seed + 1)
     tensors = {}
     for s in range(steps):
