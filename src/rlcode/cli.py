@@ -9,15 +9,18 @@ are added by the modules in ``COMMAND_MODULES``, each exposing ``add_commands(su
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rlcode import __version__
 from rlcode.algorithms import ALGORITHMS, get_algorithm
-from rlcode.configs import ConfigError, add_config_arguments, config_from_args
+from rlcode.configs import ConfigError, add_config_arguments, check_episodes, config_from_args
+from rlcode.errors import UserError
 from rlcode.extras import as_missing_extra, require
 
 COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands", "rlcode.tour"]
@@ -63,8 +66,13 @@ def _run_train(args: argparse.Namespace) -> int:
     finally:
         set_defaults(tensorboard=False, wandb_project="")
     if args.quiet:
-        print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str, type(None)))}))
+        print(_json_line(result))
     return 0
+
+
+def _json_line(result: dict[str, Any]) -> str:
+    """The scalar entries of a result as one JSON line (what --quiet prints)."""
+    return json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str, type(None)))})
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -101,10 +109,10 @@ def run_algorithm(run_dir: str | Path) -> str:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    if args.episodes is not None and args.episodes < 1:
-        raise ValueError(f"--episodes must be at least 1, got {args.episodes}.")
+    if args.episodes is not None:
+        check_episodes(args.episodes, "--episodes")
     algo = get_algorithm(run_algorithm(args.run_dir))
-    algo.load("evaluate")(
+    result = algo.load("evaluate")(
         args.run_dir,
         episodes=args.episodes,
         deterministic=not args.stochastic,
@@ -112,6 +120,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         video=args.video,
         quiet=args.quiet,
     )
+    if args.quiet:  # as `train --quiet`: the result as one JSON line, not silence
+        print(_json_line(result))
     return 0
 
 
@@ -128,7 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What to do about the file-system errors a user meets, by errno.
+OS_ERROR_FIXES: dict[int, str] = {
+    errno.EEXIST: "a file is in the way: pass a path that is a folder or does not exist yet",
+    errno.ENOTDIR: "part of the path is a file, not a folder: pass a path below a folder",
+    errno.EISDIR: "it is a folder: pass the path of a file",
+    errno.EACCES: "permission denied: pick a place you may write to (or change its permissions)",
+    errno.EPERM: "not permitted: pick a place you may write to (or change its permissions)",
+    errno.EROFS: "the file system is read-only: pick a place you may write to",
+    errno.ENOSPC: "no space left on the device: free some space or pick another disk",
+    errno.ENOENT: "it does not exist: check the path",
+}
+
+
+def _os_error_message(error: OSError) -> str:
+    """A file-system failure as one line naming the path and what to do: permission, a file in the way, ..."""
+    if error.filename is None:  # raised by rlcode with its own message, or a failure without a path
+        return str(error) or type(error).__name__
+    path = repr(str(error.filename))
+    if error.filename2 is not None:
+        path += f" -> {str(error.filename2)!r}"
+    fix = OS_ERROR_FIXES.get(error.errno or 0, "check that path")
+    return f"{error.strerror or type(error).__name__}: {path}; {fix}."
+
+
+def _user_error_code(error: BaseException) -> int | None:
+    """The exit code of an error meant for users (printed as one line), or None for a bug."""
+    from rlcode.checkpoints import CheckpointError
+
+    if isinstance(error, UserError):
+        return error.exit_code
+    if isinstance(error, (ConfigError, CheckpointError)) or type(error) is ValueError:
+        return 2
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; input a user can get wrong ends as one ``rlcode: error:`` line, not a traceback.
+
+    Exit codes: 0 done, 2 refused input (or a missing extra / a file-system problem), 3 training
+    diverged (the last good checkpoint is kept). Anything else keeps its traceback: it is a bug.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -139,10 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rlcode: error: {missing}", file=sys.stderr)
         return 2
-    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as error:
-        from rlcode.checkpoints import CheckpointError
-
-        if isinstance(error, (ConfigError, CheckpointError, FileNotFoundError)) or type(error) is ValueError:
-            print(f"rlcode: error: {error}", file=sys.stderr)
-            return 2
-        raise
+    except OSError as error:
+        print(f"rlcode: error: {_os_error_message(error)}", file=sys.stderr)
+        return 2
+    except (UserError, ValueError, RuntimeError) as error:
+        code = _user_error_code(error)
+        if code is None:
+            raise
+        print(f"rlcode: error: {error}", file=sys.stderr)
+        return code

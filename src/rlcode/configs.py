@@ -12,22 +12,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from rlcode.errors import UserError, short_repr
+
 C = TypeVar("C")
+# Episodes one evaluation may run: their returns are kept in memory, and a million already gives
+# a standard error a thousand times below the returns' spread.
+MAX_EPISODES = 1_000_000
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message says which field and how to fix it."""
 
 
 def fail(cls_name: str, field_name: str, value: Any, allowed: str, fix: str | None = None) -> typing.NoReturn:
     hint = fix or f"set {field_name} to a value in {allowed}"
-    raise ConfigError(f"{cls_name}.{field_name}={value!r} is invalid: allowed {allowed}; {hint}.")
+    raise ConfigError(f"{cls_name}.{field_name}={short_repr(value)} is invalid: allowed {allowed}; {hint}.")
 
 
 def check_range(
@@ -38,14 +44,21 @@ def check_range(
     *,
     low_open: bool = False,
     high_open: bool = False,
+    infinite_fix: str | None = None,
 ) -> None:
-    """Raise ConfigError unless low <= value <= high (open ends where asked)."""
+    """Raise ConfigError unless low <= value <= high (open ends where asked) and value is finite.
+
+    An unbounded end does not admit inf: an infinite step size or coefficient passes a range check
+    and then fails in the first update, far from the flag. ``infinite_fix`` says what to pass instead
+    where inf would mean "off" (clipping, early stopping: None says that).
+    """
     value = getattr(config, field_name)
     name = type(config).__name__
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         fail(name, field_name, value, "a number", f"pass a number for {field_name}")
-    if value != value:  # NaN
-        fail(name, field_name, value, "a finite number", f"pass a finite number for {field_name}")
+    if isinstance(value, float) and not math.isfinite(value):
+        fix = infinite_fix or f"pass a finite number for {field_name}"
+        fail(name, field_name, value, "a finite number", fix)
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
     allowed = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
@@ -53,6 +66,15 @@ def check_range(
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         fail(name, field_name, value, allowed)
+
+
+def check_episodes(episodes: int, flag: str) -> None:
+    """An episode count for an evaluation: a whole number in [1, MAX_EPISODES]."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
+        raise ConfigError(
+            f"{flag}={short_repr(episodes)} is invalid: allowed a whole number in [1, {MAX_EPISODES}]; "
+            f"pass such a number (for more, run several evaluations with different seeds)."
+        )
 
 
 def check_choice(config: Any, field_name: str, choices: typing.Iterable[Any]) -> None:
@@ -102,11 +124,7 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
                 raise ValueError(value)
             return bool(value)
         if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
+            return _whole_number(value)
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError(value)
@@ -119,12 +137,30 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
             (inner, *_rest) = get_args(tp) or (str,)
             converted = [_coerce(cls, name, inner, item) for item in items]
             return tuple(converted) if origin is tuple else converted
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{cls.__name__}.{name}={value!r} is not a valid {getattr(tp, '__name__', tp)}; "
-            f"pass a value of that type."
-        ) from None
+    except (TypeError, ValueError, OverflowError):
+        kind = getattr(tp, "__name__", tp)
+        hint = "pass a whole number (2.9 is not rounded for you)" if tp is int else "pass a value of that type"
+        raise ConfigError(f"{cls.__name__}.{name}={short_repr(value)} is not a valid {kind}; {hint}.") from None
     return value
+
+
+def _whole_number(value: Any) -> int:
+    """An int field's value: 3, 3.0, "3" and "1e5" are whole numbers; 2.9 or "2.9" is refused, never truncated."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            value = float(text)  # "1e5" is a common way to write a step count
+    if isinstance(value, float):
+        if not value.is_integer():  # also NaN and inf
+            raise ValueError(value)
+        return int(value)
+    raise TypeError(value)
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
@@ -133,7 +169,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
-            f"{source} has unknown key(s) {unknown} for {cls.__name__}; valid keys are {sorted(names)}. "
+            f"{source} has unknown key(s) {short_repr(unknown)} for {cls.__name__}; valid keys are {sorted(names)}. "
             "Remove or rename them."
         )
     hints = field_types(cls)
@@ -149,6 +185,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def load_config_file(path: str | Path, config_class: type | None = None) -> dict[str, Any]:
     """Read a TOML or JSON config file into a flat dict (a [section] table with one entry is unwrapped)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; pass the path of a .toml, .json or .yaml file.")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a .toml or .json file.")
     suffix = path.suffix.lower()
@@ -158,12 +196,12 @@ def load_config_file(path: str | Path, config_class: type | None = None) -> dict
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_config_text(path))
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
     elif suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_config_text(path))
         except json.JSONDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
     elif suffix in (".yml", ".yaml"):
@@ -175,6 +213,17 @@ def load_config_file(path: str | Path, config_class: type | None = None) -> dict
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of key = value pairs.")
     return data
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file, which must be UTF-8 (as TOML requires); the error names the file and byte."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); "
+            "save it as UTF-8."
+        ) from None
 
 
 def _flag(name: str) -> str:

@@ -26,10 +26,14 @@ from typing import Any
 
 import yaml
 
-from rlcode.configs import ConfigError
+from rlcode.configs import ConfigError, read_config_text
+from rlcode.errors import short_repr, shorten
 
 # A zoo value "lin_X" sets the field to X and its schedule field to "linear"; a number sets "constant".
 SCHEDULE_FIELDS = {"learning_rate": "lr_schedule", "clip_range": "clip_range_schedule"}
+# A zoo entry has a few dozen values; YAML aliases nested in aliases can make 340 bytes stand for
+# billions of them, which every later step (and any error message) would walk.
+MAX_YAML_VALUES = 100_000
 # Zoo keys that change the environment or training loop: ignored with a warning, not silently.
 WARN_IGNORED = ("env_wrapper", "frame_stack", "callback")
 VEC_NORMALIZE_KEYS = {"norm_obs": "normalize_observations", "norm_reward": "normalize_rewards"}
@@ -56,7 +60,7 @@ def _literal(node: ast.AST, source: str) -> Any:
         and not node.args
     ):
         if any(keyword.arg is None for keyword in node.keywords):
-            raise ConfigError(f"policy_kwargs {source!r}: '**' is not supported; write the keys out.")
+            raise ConfigError(f"policy_kwargs {short_repr(source)}: '**' is not supported; write the keys out.")
         return {keyword.arg: _literal(keyword.value, source) for keyword in node.keywords}
     if isinstance(node, ast.Dict):
         return {
@@ -72,7 +76,7 @@ def _literal(node: ast.AST, source: str) -> Any:
         return ast.literal_eval(node)
     except ValueError:
         raise ConfigError(
-            f"policy_kwargs {source!r} contains {ast.unparse(node)!r}, which is not a literal, dict(...) "
+            f"policy_kwargs {short_repr(source)} contains {short_repr(ast.unparse(node))}, which is not a literal, dict(...) "
             "or a name like nn.Tanh; write it as one of those."
         ) from None
 
@@ -82,14 +86,14 @@ def parse_kwargs(value: Any, key: str) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
     if not isinstance(value, str):
-        raise ConfigError(f'{key}={value!r} must be a mapping or a string like "dict(net_arch=[64, 64])".')
+        raise ConfigError(f'{key}={short_repr(value)} must be a mapping or a string like "dict(net_arch=[64, 64])".')
     try:
         tree = ast.parse(value.strip(), mode="eval")
     except SyntaxError as error:
-        raise ConfigError(f"{key}={value!r} is not valid Python syntax ({error.msg}).") from None
+        raise ConfigError(f"{key}={short_repr(value)} is not valid Python syntax ({error.msg}).") from None
     parsed = _literal(tree.body, value)
     if not isinstance(parsed, dict):
-        raise ConfigError(f"{key}={value!r} must be a dict(...) or {{...}}, not {type(parsed).__name__}.")
+        raise ConfigError(f"{key}={short_repr(value)} must be a dict(...) or {{...}}, not {type(parsed).__name__}.")
     return parsed
 
 
@@ -100,7 +104,7 @@ def _net_arch(value: Any) -> list[int]:
     if isinstance(value, dict):
         if set(value) != {"pi", "vf"} or value["pi"] != value["vf"]:
             raise ConfigError(
-                f"policy_kwargs net_arch={value!r}: rlcode's actor and critic have the same hidden sizes; "
+                f"policy_kwargs net_arch={short_repr(value)}: rlcode's actor and critic have the same hidden sizes; "
                 "give one list such as net_arch=[64, 64]."
             )
         value = value["pi"]
@@ -112,7 +116,7 @@ def _schedule(name: str, value: Any, native_fields: set[str] | frozenset[str]) -
     has_schedule = not native_fields or schedule_field in native_fields
     if isinstance(value, str) and value.startswith("lin_"):
         if not has_schedule:
-            raise ConfigError(f"{name}={value!r}: this algorithm has no {schedule_field}; give a number.")
+            raise ConfigError(f"{name}={short_repr(value)}: this algorithm has no {schedule_field}; give a number.")
         return {name: float(value[len("lin_") :]), schedule_field: "linear"}
     return {name: value, schedule_field: "constant"} if has_schedule else {name: value}
 
@@ -136,12 +140,12 @@ def _translate_value(
     if zoo_key in zoo_values:
         table = zoo_values[zoo_key]
         if value not in table:
-            raise ConfigError(f"{zoo_key}={value!r} is not supported; use one of {sorted(map(str, table))}.")
+            raise ConfigError(f"{zoo_key}={short_repr(value)} is not supported; use one of {sorted(map(str, table))}.")
         return table[value]
     if zoo_key == "policy_kwargs.net_arch":
         return _net_arch(value)
     if isinstance(value, str) and value.startswith("lin_"):
-        raise ConfigError(f"{zoo_key}={value!r}: only learning_rate and clip_range take lin_ schedules.")
+        raise ConfigError(f"{zoo_key}={short_repr(value)}: only learning_rate and clip_range take lin_ schedules.")
     return value
 
 
@@ -167,11 +171,11 @@ def translate_zoo_hyperparameters(
         if key in zoo_ignored:
             if key in WARN_IGNORED:
                 warnings.warn(
-                    f"rl-zoo key {key}={value!r} is ignored by rlcode.", RuntimeWarning, stacklevel=3
+                    f"rl-zoo key {key}={short_repr(value)} is ignored by rlcode.", RuntimeWarning, stacklevel=3
                 )
             elif key == "policy" and value not in ("MlpPolicy", None):
                 raise ConfigError(
-                    f"policy={value!r} is not supported; rlcode trains MLP policies (MlpPolicy)."
+                    f"policy={short_repr(value)} is not supported; rlcode trains MLP policies (MlpPolicy)."
                 )
             continue
         if key not in zoo_keys:  # already an rlcode field name
@@ -191,6 +195,36 @@ def _env_field(config_classes: list[type]) -> str:
     return "env_id" if "env_id" in names else "env"
 
 
+def _check_expansion(path: Path, root: yaml.Node | None) -> None:
+    """Refuse a document whose aliases expand to more than MAX_YAML_VALUES values, counted without expanding."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:  # an alias: the same node object again; its size is known
+            return sizes[id(node)]
+        sizes[id(node)] = MAX_YAML_VALUES + 1  # a node that contains itself expands without end
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        total = 1
+        for child in children:
+            total = min(total + size(child), MAX_YAML_VALUES + 1)
+        sizes[id(node)] = total
+        return total
+
+    try:
+        too_many = root is not None and size(root) > MAX_YAML_VALUES
+    except RecursionError:
+        too_many = True
+    if too_many:
+        raise ConfigError(
+            f"config file {str(path)!r} expands to more than {MAX_YAML_VALUES} values through nested YAML "
+            "aliases (&name / *name); a zoo entry needs a few dozen: write the values out."
+        )
+
+
 def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict[str, Any]:
     """Read a zoo-shaped YAML file (one env-id entry) into rlcode config values, env included.
 
@@ -198,10 +232,14 @@ def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict
     rlcode field names may appear as they are beside the zoo names.
     """
     path = Path(path)
+    text = read_config_text(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        _check_expansion(path, yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} nests too deeply; a zoo entry is two levels deep.") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {shorten(str(error))}") from None
     if not isinstance(data, dict) or not data:
         raise ConfigError(
             f"config file {str(path)!r} must map an env id to its hyperparameters, like rl-baselines3-zoo's "
@@ -209,7 +247,7 @@ def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict
         )
     if len(data) != 1:
         raise ConfigError(
-            f"config file {str(path)!r} holds {len(data)} entries {sorted(map(str, data))}; rlcode trains one "
+            f"config file {str(path)!r} holds {len(data)} entries {short_repr(sorted(map(str, data)))}; rlcode trains one "
             "env per run: keep only the entry you want (or copy it into its own file)."
         )
     ((env_id, hyperparameters),) = data.items()
@@ -218,7 +256,7 @@ def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict
     if not isinstance(env_id, str) or not isinstance(hyperparameters, dict):
         raise ConfigError(
             f"config file {str(path)!r}: the entry must be 'ENV_ID: {{hyperparameter: value, ...}}', "
-            f"got {env_id!r}: {type(hyperparameters).__name__}."
+            f"got {short_repr(env_id)}: {type(hyperparameters).__name__}."
         )
     classes = [config_class] if config_class is not None else _default_config_classes()
     native = {f.name for cls in classes for f in dataclasses.fields(cls)}
@@ -226,6 +264,6 @@ def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict
     try:
         config = translate_zoo_hyperparameters(hyperparameters, native)
     except ConfigError as error:
-        raise ConfigError(f"config file {str(path)!r}, entry {env_id!r}: {error}") from None
+        raise ConfigError(f"config file {str(path)!r}, entry {short_repr(env_id)}: {error}") from None
     config[env_field] = env_id
     return config

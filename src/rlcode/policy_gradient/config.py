@@ -9,10 +9,15 @@ This module imports neither torch nor gymnasium at module level.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlcode.configs import ConfigError, check_choice, check_range, doc_field
+from rlcode.configs import MAX_EPISODES, ConfigError, check_choice, check_range, doc_field
+from rlcode.errors import short_repr
+
+# Weights, gradients and Adam's two moments: four float32 copies of every parameter.
+BYTES_PER_PARAMETER = 4 * 4
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class PolicyGradientConfig:
         check_range(self, "entropy_coef", 0.0, None)
         check_range(self, "value_coef", 0.0, None)
         if self.max_grad_norm is not None:
-            check_range(self, "max_grad_norm", 0.0, None, low_open=True)
+            check_range(self, "max_grad_norm", 0.0, None, low_open=True, infinite_fix=NO_LIMIT_FIX)
         check_choice(self, "lr_schedule", ["constant", "linear"])
         check_choice(self, "optimizer", ["adam", "rmsprop"])
         check_choice(self, "activation", ["tanh", "relu"])
@@ -86,6 +91,12 @@ class PolicyGradientConfig:
                 "integers; pass e.g. --hidden-sizes 64,64."
             )
         object.__setattr__(self, "hidden_sizes", sizes)
+        _check_network_memory(self)
+        if self.eval_episodes > MAX_EPISODES:
+            raise ConfigError(
+                f"{name}.eval_episodes={self.eval_episodes} is invalid: allowed at most {MAX_EPISODES}; "
+                "lower eval_episodes (the standard error shrinks only with its square root)."
+            )
         if self.total_timesteps < self.rollout_size:
             raise ConfigError(
                 f"{name}.total_timesteps={self.total_timesteps} is smaller than one rollout "
@@ -93,6 +104,36 @@ class PolicyGradientConfig:
             )
         if self.log_std_init is not None:
             check_range(self, "log_std_init", -20.0, 2.0)
+
+
+NO_LIMIT_FIX = "pass none to switch it off (inf means the same, spelled one way only)"
+
+
+def _available_memory() -> int:
+    """Physical memory in bytes (a large fallback where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 40
+
+
+def _check_network_memory(config: PolicyGradientConfig) -> None:
+    """Refuse hidden sizes whose weights cannot fit in memory, before torch tries to allocate them.
+
+    Counts only the weights between hidden layers (and one input and output per layer's end), a
+    lower bound that needs no env; the actor and the critic each hold a copy unless they share one.
+    """
+    sizes = config.hidden_sizes
+    per_network = sum(a * b + b for a, b in zip(sizes, sizes[1:])) + 2 * sizes[0] + 2 * sizes[-1]
+    networks = 1 if config.shared_trunk else 2
+    needed = per_network * networks * BYTES_PER_PARAMETER
+    available = _available_memory()
+    if needed > available // 2:
+        raise ConfigError(
+            f"{type(config).__name__}.hidden_sizes={short_repr(sizes)} needs at least {needed / 2**30:.1f} GiB "
+            f"for weights, gradients and optimizer state, more than half of this machine's "
+            f"{available / 2**30:.1f} GiB; pass smaller widths such as --hidden-sizes 64,64."
+        )
 
 
 def _check_int(config: Any, field_name: str, low: int) -> None:
@@ -173,9 +214,9 @@ class PPOConfig(PolicyGradientConfig):
         check_range(self, "clip_range", 0.0, None, low_open=True)
         check_choice(self, "clip_range_schedule", ["constant", "linear"])
         if self.value_clip_range is not None:
-            check_range(self, "value_clip_range", 0.0, None, low_open=True)
+            check_range(self, "value_clip_range", 0.0, None, low_open=True, infinite_fix=NO_LIMIT_FIX)
         if self.target_kl is not None:
-            check_range(self, "target_kl", 0.0, None, low_open=True)
+            check_range(self, "target_kl", 0.0, None, low_open=True, infinite_fix=NO_LIMIT_FIX)
         if self.rollout_size % self.minibatch_size != 0:
             raise ConfigError(
                 f"{name}.minibatch_size={self.minibatch_size} does not divide the rollout size "

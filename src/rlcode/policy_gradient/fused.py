@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from rlcode.batch import TensorBatch
+from rlcode.errors import TrainingDiverged
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.optim import Adam, Optimizer, RMSprop
@@ -237,7 +238,7 @@ class FlatMLP:
 def clip_coefficient(norm: float, max_grad_norm: float | None) -> float | None:
     """What clip_grad_norm_ multiplies the gradients by (None: leave them); raises on a non-finite norm."""
     if not math.isfinite(norm):
-        raise RuntimeError(
+        raise TrainingDiverged(
             f"the gradient norm is {norm}; this gradient step was not applied. Lower learning_rate, "
             "enable normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
         )

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from rlcode.errors import TrainingDiverged
+
 
 class Optimizer:
     """What rlcode's training loops and checkpoints use of an optimizer: ``param_groups`` (one
@@ -149,7 +151,7 @@ def gradient_step(
 ) -> torch.Tensor:
     """Backward, optional global-norm clip, step; refuses a non-finite loss before any weight moves."""
     if not bool(torch.isfinite(loss)):
-        raise RuntimeError(
+        raise TrainingDiverged(
             f"the loss is {float(loss)}; no weights were changed. Lower learning_rate, enable "
             "normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
         )

@@ -194,7 +194,20 @@ class PolicyGradientRun:
 def evaluate_policy(
     act: Any, env_id: str, episodes: int, seed: int, vector_mode: str = "auto"
 ) -> np.ndarray:
-    """Returns of ``episodes`` episodes, one per env of a vector env: ``act(observations [N, obs])``."""
+    """Returns of ``episodes`` episodes, one per env of a vector env: ``act(observations [N, obs])``.
+
+    At most EVAL_BATCH envs exist at once; episode i is seeded ``seed + i`` whatever the batching,
+    so up to EVAL_BATCH episodes (and all deterministic evaluations) give the same returns as one
+    vector env of ``episodes`` envs.
+    """
+    batches = [
+        _evaluate_batch(act, env_id, min(EVAL_BATCH, episodes - start), seed + start, vector_mode)
+        for start in range(0, episodes, EVAL_BATCH)
+    ]
+    return np.concatenate(batches) if batches else np.zeros(0)
+
+
+def _evaluate_batch(act: Any, env_id: str, episodes: int, seed: int, vector_mode: str) -> np.ndarray:
     env = make_vector_env(env_id, episodes, vector_mode)
     try:
         observations, _ = env.reset(seed=seed)
@@ -207,6 +220,9 @@ def evaluate_policy(
         return returns
     finally:
         env.close()
+
+
+EVAL_BATCH = 1000  # envs of one evaluation vector env: one per episode would allocate gigabytes for 10**6
 
 
 def default_run_dir(config: PolicyGradientConfig) -> Path:
@@ -307,6 +323,10 @@ def evaluate(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run a saved agent for ``episodes`` episodes (argmax/mean actions, or sampled ones)."""
+    from rlcode.configs import check_episodes
+
+    if episodes is not None:  # refused before the checkpoint is read
+        check_episodes(episodes, "episodes")
     with warnings.catch_warnings():  # the training envs' state does not matter here
         warnings.simplefilter("ignore", RuntimeWarning)
         run = PolicyGradientRun.load(run_dir)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from rlcode.configs import check_choice, check_range, doc_field, fail
+from rlcode.configs import MAX_EPISODES, check_choice, check_range, doc_field, fail
+from rlcode.errors import short_repr
 
 FROZEN_LAKE_TILES = set("SFHG")
 Decay = Literal["constant", "linear", "exponential"]
@@ -60,6 +61,7 @@ class TabularConfig:
         if not isinstance(self.env, str) or not self.env.strip():
             fail(name, "env", self.env, "a gymnasium environment id", "pass e.g. --env FrozenLake-v1")
         check_choice(self, "map_size", (4, 8))
+        self._check_frozen_lake_options(name)
         if self.map_desc is not None:
             self._check_map_desc(name)
         if self.max_episode_steps is not None:
@@ -77,7 +79,7 @@ class TabularConfig:
         check_range(self, "epsilon_decay_fraction", 0.0, 1.0, low_open=True)
         check_range(self, "initial_q", -1e9, 1e9)
         check_range(self, "seed", 0, 2**63 - 1)
-        check_range(self, "eval_episodes", 1)
+        check_range(self, "eval_episodes", 1, MAX_EPISODES)
         check_range(self, "log_points", 1, 100_000)
         check_choice(self, "backend", ("auto", "table", "env"))
         for field_name in ("map_size", "max_episode_steps", "episodes", "seed", "eval_episodes", "log_points"):
@@ -85,10 +87,21 @@ class TabularConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 fail(name, field_name, value, "an integer", f"pass a whole number for {field_name}")
 
+    def _check_frozen_lake_options(self, name: str) -> None:
+        """map_size and slippery change only FrozenLake; on another env a changed one would be ignored."""
+        if is_frozen_lake(self.env):
+            return
+        if self.map_size != 4:
+            fail(name, "map_size", self.map_size, "only with a FrozenLake env",
+                 f"drop map_size or set env to FrozenLake-v1 (env is {short_repr(self.env)})")
+        if self.slippery is not True:
+            fail(name, "slippery", self.slippery, "only with a FrozenLake env",
+                 f"drop --no-slippery or set env to FrozenLake-v1 (env is {short_repr(self.env)})")
+
     def _check_map_desc(self, name: str) -> None:
         if not is_frozen_lake(self.env):
             fail(name, "map_desc", self.map_desc, "only with a FrozenLake env",
-                 f"drop map_desc or set env to FrozenLake-v1 (env is {self.env!r})")
+                 f"drop map_desc or set env to FrozenLake-v1 (env is {short_repr(self.env)})")
         rows = [row.strip() for row in str(self.map_desc).split(",")]
         allowed = "comma-separated rows of equal length made of S, F, H, G with one S and at least one G"
         if (not rows or any(len(row) != len(rows[0]) or set(row) - FROZEN_LAKE_TILES for row in rows)

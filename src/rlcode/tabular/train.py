@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rlcode.errors import TrainingDiverged
 from rlcode.tabular import fast, planning
 from rlcode.tabular.config import CONFIGS, TabularConfig, is_frozen_lake
 from rlcode.tabular.envs import NO_LIMIT_CAP, episode_horizon, make_env, transition_table
@@ -75,7 +76,7 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
             "rollout/episodes", "rollout/episode_return", "value/exact_value", "value/gap_percent")) as logger:
         progress = _td_loop(config, q, rng, env, sampler, table, horizon, best, logger)
     if not np.isfinite(q).all():
-        raise RuntimeError("the Q-table holds non-finite values; lower learning_rate or initial_q. Nothing saved.")
+        raise TrainingDiverged("the Q-table holds non-finite values; lower learning_rate or initial_q. Nothing saved.")
 
     policy = greedy_policy(q)
     value: float | None = exact_value(table, policy, horizon) if table is not None else None
@@ -196,6 +197,10 @@ def load_run(run_dir: str | Path) -> tuple[TabularConfig, np.ndarray]:
 def evaluate(run_dir: str | Path, episodes: int | None = None, deterministic: bool = True,
              seed: int | None = None, video: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """Exact value of the saved greedy policy vs the optimum, and sampled returns from gymnasium itself."""
+    from rlcode.configs import check_episodes
+
+    if episodes is not None:  # the returns are kept in memory: refuse a count that cannot fit, before any work
+        check_episodes(episodes, "episodes")
     config, q = load_run(run_dir)
     env = make_env(config)
     table, horizon = transition_table(env), episode_horizon(env)
