@@ -126,6 +126,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+STATE_DIGEST_KEY = "state_sha256"
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of state.json's content without this digest (canonical JSON), stored in state.json itself.
+
+    The file hashes in state["sha256"] do not cover state.json, which holds what changes an agent's
+    behaviour too (normaliser statistics, optimizer settings); a file cannot hold its own hash, but it
+    can hold the hash of everything else it says.
+    """
+    content = {key: value for key, value in state.items() if key != STATE_DIGEST_KEY}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _verify_state_digest(path: Path, state: dict[str, Any]) -> None:
+    if state.get(STATE_DIGEST_KEY) != state_digest(state):
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is corrupt: its content does not match its {STATE_DIGEST_KEY} "
+            "(edited after saving, or written by an older rlcode). Restore it from a backup or retrain."
+        )
+
+
 def checkpoint_path(run_dir: str | Path) -> Path:
     """The checkpoint directory of a run directory (or the path itself if it is a checkpoint)."""
     run_dir = Path(run_dir)
@@ -148,6 +171,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
         state["format_version"] = FORMAT_VERSION
         state.setdefault("versions", library_versions())
         state["sha256"] = {name: _sha256(temporary / name) for name in files}
+        state[STATE_DIGEST_KEY] = state_digest(state)
         _write_json(temporary / "state.json", state)
         for path in temporary.iterdir():
             _fsync_path(path)
@@ -202,6 +226,7 @@ def load_checkpoint(run_dir: str | Path, framework: str = "numpy") -> Checkpoint
             f"checkpoint format {state.get('format_version')!r} is not supported by this rlcode "
             f"(expects {FORMAT_VERSION}); load it with the rlcode version that wrote it."
         )
+    _verify_state_digest(directory / "state.json", state)
     for name, expected in state["sha256"].items():
         path = directory / name
         if not path.exists():
@@ -217,7 +242,13 @@ def load_checkpoint(run_dir: str | Path, framework: str = "numpy") -> Checkpoint
             from safetensors.torch import load_file
         else:
             from safetensors.numpy import load_file  # type: ignore[assignment]
-        tensors[path.stem] = dict(load_file(str(path)))
+        try:
+            tensors[path.stem] = dict(load_file(str(path)))
+        except Exception as error:  # safetensors' own error type (a bad header, a size past the end, ...)
+            raise CheckpointError(
+                f"checkpoint file {str(path)!r} is not a valid safetensors file ({error}); restore it from a "
+                "backup or retrain."
+            ) from None
     return Checkpoint(config=_read_json(directory / "config.json"), tensors=tensors, state=state)
 
 

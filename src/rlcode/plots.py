@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlcode.errors import RunDataError, short_repr
 from rlcode.extras import require
-from rlcode.metrics import EPISODE_RETURN, read_metrics
+from rlcode.metrics import EPISODE_RETURN
 
 TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
 # Used when the asked metric is missing; tabular runs plot the exact value of their greedy policy.
@@ -42,6 +44,7 @@ class Run:
     env: str
     config: dict[str, Any]
     state: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list, compare=False)  # metrics.jsonl, read once
 
 
 def _matplotlib() -> Any:
@@ -61,8 +64,8 @@ def read_run(run_dir: str | Path) -> Run:
     if checkpoint.name == path.name and (path / "state.json").exists():
         path = path.parent  # given the checkpoint folder itself
     try:
-        state = json.loads((checkpoint / "state.json").read_text())
-        config = json.loads((checkpoint / "config.json").read_text())
+        state = _json_object(checkpoint / "state.json")
+        config = _json_object(checkpoint / "config.json")
     except FileNotFoundError:
         raise CheckpointError(
             f"{str(run_dir)!r} is not a finished run directory (no checkpoint/state.json and config.json); "
@@ -70,6 +73,50 @@ def read_run(run_dir: str | Path) -> Run:
         ) from None
     env = config.get("env_id") or config.get("env") or "unknown-env"
     return Run(path, str(state.get("algorithm", "unknown")), str(env), config, state)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file as a dict; a truncated or edited one is named, not a JSONDecodeError."""
+    from rlcode.checkpoints import CheckpointError
+
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is not valid JSON ({error}); it was truncated or edited. "
+            "Restore it from a backup or retrain."
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} holds {short_repr(data)}, not a JSON object; restore it or retrain."
+        )
+    return data
+
+
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl``; a cut-off last line (a killed run) is skipped with a warning.
+
+    Only the last line can be half-written by a kill; a bad line before it means the file was edited,
+    and plotting around it would hide that.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = [(number, line) for number, line in enumerate(path.read_bytes().split(b"\n"), 1) if line.strip()]
+    records = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
+                raise ValueError("not a record with a step")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if index == len(lines) - 1:
+                print(f"rlcode: warning: {path} line {number} is cut off (the run was killed while writing "
+                      "it?); plotting the lines before it.", file=sys.stderr)
+                break
+            raise RunDataError(
+                f"{path} line {number} is not a metrics record ({error}); fix or delete that line."
+            ) from None
+        records.append(record)
+    return records
 
 
 def bootstrap_band(
@@ -88,9 +135,10 @@ def bootstrap_band(
     return low, high
 
 
-def curve(records: list[dict[str, float]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+def curve(records: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of the records that hold a finite ``metric``."""
-    points = [(r["step"], r[metric]) for r in records if metric in r and math.isfinite(r[metric])]
+    points = [(r["step"], r[metric]) for r in records
+              if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
     if not points:
         return np.zeros(0), np.zeros(0)
     steps, values = np.asarray(points, dtype=float).T
@@ -118,18 +166,29 @@ def _slug(text: str) -> str:
 
 
 def _metric_for(runs: list[Run], metric: str) -> str:
-    """``metric`` if the runs logged it, else the first fallback they all logged."""
-    records = [read_metrics(run.path) for run in runs]
-    candidates: tuple[str, ...] = (metric, *FALLBACK_METRICS)
-    if metric == EPISODE_RETURN and all(run.algorithm in TABULAR_ALGORITHMS for run in runs):
-        candidates = ("value/exact_value", *candidates)  # exact, not the noisy ε-greedy training return
+    """The default metric, or for runs that did not log it the first fallback they all logged.
+
+    A metric the user named is never swapped for another: a typo must not plot something else.
+    """
+    records = [run.records for run in runs]
+    candidates: tuple[str, ...] = (metric,)
+    if metric == EPISODE_RETURN:
+        candidates = (metric, *FALLBACK_METRICS)
+        if all(run.algorithm in TABULAR_ALGORITHMS for run in runs):
+            candidates = ("value/exact_value", *candidates)  # exact, not the noisy ε-greedy training return
     for candidate in candidates:
         if all(curve(r, candidate)[0].size for r in records):
             return candidate
-    raise ValueError(
-        f"runs {[str(r.path) for r in runs]} did not log {metric!r}; pass --metric with a name from their "
-        "metrics.jsonl."
+    logged = sorted(set.intersection(*(_metric_names(r) for r in records)))
+    raise RunDataError(
+        f"runs {short_repr([str(r.path) for r in runs])} did not log {short_repr(metric)}; pass --metric with "
+        f"one they all logged: {logged}."
     )
+
+
+def _metric_names(records: list[dict[str, Any]]) -> set[str]:
+    return {key for record in records for key, value in record.items()
+            if key != "step" and isinstance(value, (int, float))}
 
 
 def group_runs(runs: list[Run]) -> dict[str, dict[str, list[Run]]]:
@@ -164,7 +223,7 @@ def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_R
             group_metric = _metric_for(group, metric)
             shown_metrics.add(group_metric)
             colour = f"C{index}"
-            curves = [curve(read_metrics(run.path), group_metric) for run in group]
+            curves = [curve(run.records, group_metric) for run in group]
             for seed_index, (steps, values) in enumerate(curves):
                 seed_label = f"{name}: each seed" if seed_index == 0 and len(curves) > 1 else None
                 axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8, label=seed_label)
@@ -341,6 +400,9 @@ def plot_runs(
             raise FileNotFoundError(
                 f"{str(run.path)!r} has no metrics.jsonl; it was not written by `rlcode train`."
             )
+    runs = [replace(run, records=read_records(run.path)) for run in runs]
+    for run in runs:  # every named metric is checked before the output folder appears
+        _metric_for([run], metric)
     _matplotlib()  # a missing plots extra fails before the output folder appears
     out = Path(out_dir) if out_dir is not None else runs[0].path.parent / "plots"
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rlcode.algorithms import ALGORITHMS
+from rlcode.configs import ConfigError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,10 @@ def _seeds(text: str) -> int | list[int]:
 
 def _run_sweep(args: argparse.Namespace) -> int:
     from rlcode.algorithms import config_class
+
+    if args.workers is not None and args.workers < 1:  # 0 used to mean "all CPUs" without saying so
+        raise ConfigError(f"--workers {args.workers} is invalid: allowed an integer >= 1; omit --workers to use "
+                          "every CPU, or pass how many trials may run at once.")
     from rlcode.sweeps import parse_assignment, print_summary, run_sweep, split_grid_values
 
     cls = config_class(args.algorithm)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import torch
 
+from rlcode.configs import ConfigError
 from rlcode.rlhf import require_lm
 
 require_lm()  # before synthetic imports transformers: a missing lm extra is one line naming the pip command
@@ -24,12 +25,26 @@ from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward  # 
 COLUMNS = ("step", "reward", "kl", "kl_coef", "policy_loss", "value_loss", "seconds")
 
 
+def _check_local_model(name_or_path: str | Path) -> None:
+    """A --model that is a path must be a folder; otherwise transformers reports a bad Hub repo id."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_like_path = isinstance(name_or_path, Path) or path.is_absolute() or text.startswith((".", "~")) \
+        or text.count("/") > 1 or path.exists()
+    if looks_like_path and not path.is_dir():
+        state = "is a file" if path.exists() else "does not exist"
+        raise ConfigError(
+            f"--model {text!r} {state}; pass a folder written by save_pretrained (or a Hub id such as 'gpt2')."
+        )
+
+
 def load_policy(name_or_path: str | Path) -> tuple[Any, Any]:
     """(CausalLMWithValueHead, tokenizer) through ``from_pretrained``; pad falls back to eos, like GPT-2's."""
     from transformers import AutoTokenizer
 
     from rlcode.rlhf import CausalLMWithValueHead
 
+    _check_local_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
