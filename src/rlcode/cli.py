@@ -20,8 +20,10 @@ from typing import Any
 from rlcode import __version__
 from rlcode.algorithms import ALGORITHMS, get_algorithm
 from rlcode.configs import ConfigError, add_config_arguments, check_episodes, config_from_args
-from rlcode.errors import UserError
+from rlcode.errors import TrainingDiverged, UserError, shorten
 from rlcode.extras import as_missing_extra, require
+
+MAX_MESSAGE = 1000  # characters of one error line; a message quoting a 100 kB env id is cut
 
 COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands", "rlcode.tour"]
 
@@ -162,6 +164,11 @@ def _os_error_message(error: OSError) -> str:
     return f"{error.strerror or type(error).__name__}: {path}; {fix}."
 
 
+def _one_line(message: str) -> str:
+    """A message as one line of bounded length: the source quotes a huge input at most once, cut here."""
+    return shorten(" ".join(message.split("\n")), MAX_MESSAGE)
+
+
 def _user_error_code(error: BaseException) -> int | None:
     """The exit code of an error meant for users (printed as one line), or None for a bug."""
     from rlcode.checkpoints import CheckpointError
@@ -190,11 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlcode: error: {missing}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"rlcode: error: {_os_error_message(error)}", file=sys.stderr)
+        print(f"rlcode: error: {_one_line(_os_error_message(error))}", file=sys.stderr)
         return 2
     except (UserError, ValueError, RuntimeError) as error:
         code = _user_error_code(error)
         if code is None:
             raise
-        print(f"rlcode: error: {error}", file=sys.stderr)
+        kept = " Training stopped; a checkpoint saved before this is kept." if isinstance(error, TrainingDiverged) else ""
+        print(f"rlcode: error: {_one_line(str(error))}{kept}", file=sys.stderr)
         return code

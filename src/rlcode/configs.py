@@ -137,6 +137,8 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
             (inner, *_rest) = get_args(tp) or (str,)
             converted = [_coerce(cls, name, inner, item) for item in items]
             return tuple(converted) if origin is tuple else converted
+    except ConfigError:  # an item of a list field: its message names the item and the fix already
+        raise
     except (TypeError, ValueError, OverflowError):
         kind = getattr(tp, "__name__", tp)
         hint = "pass a whole number (2.9 is not rounded for you)" if tp is int else "pass a value of that type"
@@ -173,8 +175,13 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
             "Remove or rename them."
         )
     hints = field_types(cls)
-    kwargs = {key: _coerce(cls, key, hints[key], value) for key, value in data.items()}
-    return cls(**kwargs)
+    try:
+        kwargs = {key: _coerce(cls, key, hints[key], value) for key, value in data.items()}
+        return cls(**kwargs)
+    except ConfigError as error:
+        if source == "command line" or source in str(error):
+            raise
+        raise ConfigError(f"{source}: {error}") from None  # the file to edit, not only the field
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

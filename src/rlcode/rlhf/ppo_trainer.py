@@ -7,6 +7,7 @@ Under torchrun/accelerate each process passes its ``batch_size / world_size`` sh
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 import warnings
@@ -28,6 +29,7 @@ from rlcode.distributed import (
     rank,
     world_size,
 )
+from rlcode.errors import TrainingDiverged
 from rlcode.rlhf.allocator import keep_freed_memory
 from rlcode.rlhf.config import PPOConfig
 from rlcode.rlhf.fused import fused_activations
@@ -70,6 +72,27 @@ def _as_value_model(model: nn.Module) -> CausalLMWithValueHead:
         f"model must be a CausalLMWithValueHead or a transformers causal LM, got {type(model).__name__}; "
         "wrap it with CausalLMWithValueHead(model) or load one with CausalLMWithValueHead.from_pretrained(...)."
     )
+
+
+def _max_positions(model: CausalLMWithValueHead) -> int | None:
+    """The longest query + response the model's position embeddings take (None: no such limit)."""
+    config = model.config
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_finite(**tensors: torch.Tensor) -> None:
+    """Refuse a step whose rewards or advantages overflowed, before any optimizer step."""
+    for name, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise TrainingDiverged(
+                f"step() refused: the {name} computed from these scores are not finite (scores this large "
+                "overflow float32); no weights, optimizer state or score statistics changed. Scale the scores "
+                "down (e.g. to about [-10, 10]) or set PPOConfig.score_clip."
+            )
 
 
 class PPOTrainer:
@@ -137,18 +160,23 @@ class PPOTrainer:
         start = time.time()
         queries, responses, score_tensor, response_masks = checked_inputs(
             queries, responses, scores, response_masks, self.local_batch_size, self.model.vocab_size,
-            self.model.device, distributed=world_size() > 1,
+            self.model.device, distributed=world_size() > 1, max_positions=_max_positions(self.model),
         )
         self._check_trained_tokens(responses, response_masks)
         self.model.eval()
+        moments = copy.copy(self.score_moments)  # restored if the step is refused
         scores_used = processed_scores(
             score_tensor, self.score_moments, self.config.use_score_scaling, self.config.use_score_norm,
             self.config.score_clip,
         )
         batch = ResponseBatch.pad(queries, responses, response_masks, self._padding_id, self.model.device)
         activations = fused_activations(self.model, self.ref_model) if self.config.fused_activations else nullcontext()
-        with activations:
-            stats = self._step(batch, scores_used)
+        try:
+            with activations:
+                stats = self._step(batch, scores_used)
+        except TrainingDiverged:
+            self.score_moments = moments
+            raise
         stats["time/ppo/total"] = time.time() - start
         return stats
 
@@ -187,6 +215,7 @@ class PPOTrainer:
             values, advantages, returns = token_advantages(
                 values, rewards, batch.mask, self.config.gamma, self.config.lam, self.config.whiten_rewards
             )
+            _check_finite(rewards=rewards, values=values, advantages=advantages, returns=returns)
         timing["time/ppo/compute_advantages"] = time.time() - tick
 
         tick = time.time()

@@ -7,12 +7,14 @@ one process that is TRL 0.11's ``masked_mean`` and the all-reduces return their 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from rlcode.distributed import all_reduce_sum, is_distributed, sum_gradients
+from rlcode.errors import TrainingDiverged
 from rlcode.rlhf.config import PPOConfig
 from rlcode.rlhf.sequences import ResponseBatch, response_forward
 
@@ -195,7 +197,14 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, parameters: list[torch.nn.
             if parameter.grad is None:
                 parameter.grad = torch.zeros_like(parameter)
         sum_gradients(parameters)
-    if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
+    # clip_grad_norm_ with max_norm=inf measures without scaling; a non-finite norm must never reach the weights
+    norm = torch.nn.utils.clip_grad_norm_(parameters, math.inf if max_norm is None else max_norm, foreach=True)
+    if not bool(torch.isfinite(norm)):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingDiverged(
+            f"step() stopped: the gradient norm is {float(norm)}; this optimizer step was not applied, so the "
+            "weights stay finite (earlier minibatches of this step() were applied). Lower the learning rate, "
+            "scale the scores down or set PPOConfig.score_clip."
+        )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

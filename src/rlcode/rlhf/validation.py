@@ -79,13 +79,27 @@ def _check_scores(scores: Any, size: int, distributed: bool) -> torch.Tensor:
     return stacked
 
 
+def _check_lengths(queries: list[torch.Tensor], responses: list[torch.Tensor], max_positions: int | None) -> None:
+    """query + response must fit the model's position embeddings, or the forward dies with an IndexError."""
+    if max_positions is None:
+        return
+    for i, (query, response) in enumerate(zip(queries, responses)):
+        if len(query) + len(response) > max_positions:
+            raise ValueError(
+                f"queries[{i}] + responses[{i}] hold {len(query)} + {len(response)} = {len(query) + len(response)} "
+                f"tokens but the model has {max_positions} positions; truncate the query (keep its last "
+                "tokens) or generate fewer new tokens."
+            )
+
+
 def checked_inputs(
     queries: Any, responses: Any, scores: Any, response_masks: Any, size: int, vocab_size: int,
-    device: torch.device, distributed: bool = False,
+    device: torch.device, distributed: bool = False, max_positions: int | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]:
     """Validate and move to ``device``; raises ValueError saying what to pass."""
     queries = _check_ids("queries", queries, size, distributed)
     responses = _check_ids("responses", responses, size, distributed)
+    _check_lengths(queries, responses, max_positions)
     score_tensor = _check_scores(scores, size, distributed)
     all_ids = torch.cat([t.reshape(-1).cpu() for t in queries + responses])
     low, high = int(all_ids.min()), int(all_ids.max())
