@@ -335,6 +335,16 @@ def test_nan_stop_is_one_line_exit_3_and_keeps_the_last_checkpoint(
     load_checkpoint(run)
 
 
+def test_checkpoint_without_state_digest_loads_with_a_warning(tmp_path: Path, runs: dict[str, Path]) -> None:
+    """Runs saved before state_sha256 existed stay usable; a checkpoint with one must match it."""
+    from rlcode.checkpoints import STATE_DIGEST_KEY, load_checkpoint
+
+    run = copy_run(tmp_path, runs, "qlearning")
+    edit_state(run, lambda state: state.pop(STATE_DIGEST_KEY))
+    with pytest.warns(RuntimeWarning, match=STATE_DIGEST_KEY):
+        load_checkpoint(run)
+
+
 def test_config_file_whole_float_is_accepted_but_not_truncated(tmp_path: Path) -> None:
     """3.0 and "1e5" are whole numbers: refusing them would break zoo files (n_timesteps: !!float 1e5)."""
     from rlcode.configs import config_from_dict

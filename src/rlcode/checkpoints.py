@@ -18,6 +18,7 @@ import random
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,10 +143,15 @@ def state_digest(state: dict[str, Any]) -> str:
 
 
 def _verify_state_digest(path: Path, state: dict[str, Any]) -> None:
-    if state.get(STATE_DIGEST_KEY) != state_digest(state):
+    """Like the file hashes, this catches accidents and casual edits; anyone can recompute it (no secret)."""
+    if STATE_DIGEST_KEY not in state:  # written before the digest existed: still loadable, unverified
+        warnings.warn(f"{str(path)!r} has no {STATE_DIGEST_KEY} (written by an older rlcode), so edits to it "
+                      "cannot be detected; save the run again to add one.", RuntimeWarning, stacklevel=3)
+        return
+    if state[STATE_DIGEST_KEY] != state_digest(state):
         raise CheckpointError(
             f"checkpoint file {str(path)!r} is corrupt: its content does not match its {STATE_DIGEST_KEY} "
-            "(edited after saving, or written by an older rlcode). Restore it from a backup or retrain."
+            "(edited or damaged after saving). Restore it from a backup or retrain."
         )
 
 
