@@ -3,9 +3,15 @@
 A checkpoint is a directory. It is first written in full to a sibling temporary directory, every
 file and the directory itself fsynced, and only then swapped in with ``os.rename``. A process killed
 at any moment leaves either the previous checkpoint or the new one, never a mix: if the kill lands
-between the two renames of the swap, the previous checkpoint waits under ``.NAME.old-*`` and
-``load_checkpoint`` picks it up. ``state.json`` records the SHA-256 of every file, so a truncated
-or tampered file is reported as such instead of failing deep inside a tensor loader.
+between the two renames of the swap, ``RUN_DIR/checkpoint`` is missing while the previous checkpoint
+waits under ``.checkpoint.old-*``. ``find_checkpoint`` (which every reader uses: ``load_checkpoint``,
+``rlcode evaluate``, ``rlcode plot``, ``rlcode train --resume``) then takes it (or, for a run's first
+save, the complete ``.checkpoint.tmp-*``), says so on stderr and deletes nothing; the next save
+cleans up. ``state.json`` records the SHA-256 of every file, so a
+truncated or tampered file is reported as such instead of failing deep inside a tensor loader.
+
+A save replaces only an rlcode checkpoint: a ``checkpoint`` folder without an rlcode ``state.json``
+is the user's, and ``save_checkpoint`` refuses to touch it (see ``rlcode.run_dirs``).
 Loading uses json and safetensors only, never pickle or ``torch.load``.
 """
 
@@ -156,16 +162,41 @@ def _verify_state_digest(path: Path, state: dict[str, Any]) -> None:
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
-    """The checkpoint directory of a run directory (or the path itself if it is a checkpoint)."""
+    """Where to read the checkpoint of a run directory (or the path itself if it is a checkpoint)."""
     run_dir = Path(run_dir)
     if (run_dir / "state.json").exists() or run_dir.name == CHECKPOINT_DIRNAME:
         return run_dir
     return run_dir / CHECKPOINT_DIRNAME
 
 
+def is_rlcode_checkpoint(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a ``state.json`` that rlcode wrote (format version and file hashes)."""
+    try:
+        state = json.loads((Path(directory) / "state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "format_version" in state and isinstance(state.get("sha256"), dict)
+
+
+def _save_target(run_dir: Path) -> Path:
+    """``run_dir/checkpoint``, or ``run_dir`` itself when that is an rlcode checkpoint (never a user's folder)."""
+    target = run_dir if is_rlcode_checkpoint(run_dir) else run_dir / CHECKPOINT_DIRNAME
+    if target.exists() and not is_rlcode_checkpoint(target) and any(target.iterdir()):
+        raise CheckpointError(
+            f"{str(target)!r} exists and is not an rlcode checkpoint; rlcode will not replace it. "
+            "Pass another run directory."
+        )
+    return target
+
+
+def _stale(target: Path) -> list[Path]:
+    """Temporaries of earlier saves of ``target`` (only the names rlcode's own mkdtemp calls create)."""
+    return [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]
+
+
 def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` atomically to ``run_dir/checkpoint`` and return that path."""
-    target = checkpoint_path(run_dir)
+    target = _save_target(Path(run_dir))
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -189,7 +220,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
         os.rename(temporary, target)
         _fsync_path(target.parent)
         # the new checkpoint is complete: drop the previous one and leftovers of interrupted saves
-        for stale in target.parent.glob(f".{target.name}.*-*"):
+        for stale in _stale(target):
             shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -197,16 +228,43 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
     return target
 
 
+def _is_complete(directory: Path) -> bool:
+    """Every file that ``state.json`` lists is there with its recorded SHA-256."""
+    try:
+        state = json.loads((directory / "state.json").read_text())
+        return isinstance(state, dict) and all(
+            _sha256(directory / name) == digest for name, digest in state["sha256"].items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def _recover(target: Path) -> Path:
-    """If a swap was interrupted between its two renames, the previous checkpoint is under .old-*."""
+    """``target``, or after a kill mid-swap the checkpoint the interrupted save was replacing.
+
+    Between the swap's two renames the previous checkpoint is under ``.old-*``: the last save that
+    completed, so it is preferred. Only when there is none (the kill hit a run's first save right
+    before its rename) is a ``.tmp-*`` taken, and only a complete one: every file present with its
+    recorded SHA-256. Nothing is renamed or deleted here: readers stay readers; the next save cleans up.
+    """
     if target.exists():
         return target
-    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds:
-        return olds[-1]
+    olds = [path for path in target.parent.glob(f".{target.name}.old-*") if _is_complete(path)]
+    temporaries = [path for path in target.parent.glob(f".{target.name}.tmp-*") if _is_complete(path)]
+    for candidates in (olds, temporaries):
+        if candidates:
+            chosen = max(candidates, key=lambda path: (path / "state.json").stat().st_mtime_ns)
+            print(f"rlcode: note: {target} is missing (a save was interrupted); using the last complete "
+                  f"checkpoint {chosen}", file=sys.stderr)
+            return chosen
     raise CheckpointError(
         f"no checkpoint at {str(target)!r}; pass a run directory written by rlcode (it holds checkpoint/state.json)."
     )
+
+
+def find_checkpoint(run_dir: str | Path) -> Path:
+    """The directory of the last complete checkpoint of a run directory (recovering interrupted saves)."""
+    return _recover(checkpoint_path(run_dir))
 
 
 def _read_json(path: Path) -> Any:
@@ -223,7 +281,7 @@ def _read_json(path: Path) -> Any:
 
 def load_checkpoint(run_dir: str | Path, framework: str = "numpy") -> Checkpoint:
     """Read a checkpoint, verifying every file's SHA-256; tensors come back as numpy or torch."""
-    directory = _recover(checkpoint_path(run_dir))
+    directory = find_checkpoint(run_dir)
     state = _read_json(directory / "state.json")
     if not isinstance(state, dict) or "sha256" not in state:
         raise CheckpointError(f"{str(directory / 'state.json')!r} is not an rlcode checkpoint state file.")

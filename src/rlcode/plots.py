@@ -57,20 +57,20 @@ def _matplotlib() -> Any:
 
 def read_run(run_dir: str | Path) -> Run:
     """Algorithm, env, config and state of a run directory written by `rlcode train`."""
-    from rlcode.checkpoints import CheckpointError, checkpoint_path
+    from rlcode.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
 
     path = Path(run_dir)
-    checkpoint = checkpoint_path(path)
-    if checkpoint.name == path.name and (path / "state.json").exists():
+    if checkpoint_path(path) == path and (path / "state.json").exists():
         path = path.parent  # given the checkpoint folder itself
     try:
-        state = _json_object(checkpoint / "state.json")
-        config = _json_object(checkpoint / "config.json")
-    except FileNotFoundError:
+        checkpoint = find_checkpoint(run_dir)  # the last complete one, also after a kill mid-save
+    except (FileNotFoundError, CheckpointError):
         raise CheckpointError(
             f"{str(run_dir)!r} is not a finished run directory (no checkpoint/state.json and config.json); "
             "pass directories written by `rlcode train`."
         ) from None
+    state = _json_object(checkpoint / "state.json")  # junk or truncated files are named by _json_object
+    config = _json_object(checkpoint / "config.json")
     env = config.get("env_id") or config.get("env") or "unknown-env"
     return Run(path, str(state.get("algorithm", "unknown")), str(env), config, state)
 
