@@ -6,6 +6,9 @@ run directory ``OUT/trials/NAME`` on the chosen backend (``sweep_backends``), ap
 record to ``OUT/results.jsonl`` at once, and summarises every grid point across seeds: mean, IQM
 (Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice") and a bootstrap CI of the IQM.
 Running the same sweep again into the same directory skips the trials that already finished.
+``results.jsonl`` is append-only: a later sweep into the same directory (other seeds, another grid)
+adds its records and never drops earlier ones; a trial run again after a failure adds a new record,
+and the last record of a trial is its current one.
 """
 
 from __future__ import annotations
@@ -242,6 +245,21 @@ def _finished(trial: Trial, run_dir: Path) -> dict[str, Any] | None:
     return record if record.get("status") == "ok" else None  # failed trials run again
 
 
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of ``results.jsonl`` (a line torn by a kill is skipped)."""
+    records = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def sweep(configs: Sequence[Any], backend: str = "local", workers: int | None = None,
           out_dir: str | Path = "runs/sweep", metric: str | None = None, quiet: bool = False,
           keys: Sequence[str] | None = None) -> SweepResult:
@@ -260,8 +278,12 @@ def sweep(configs: Sequence[Any], backend: str = "local", workers: int | None = 
     pending = [(t, d) for t, d in zip(trials, run_dirs) if t.name not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
-    with open(results_path, "w") as handle:  # rewritten from the trials' own records, then appended to
-        handle.writelines(json.dumps(done[t.name]) + "\n" for t in trials if t.name in done)
+    logged = _read_records(results_path)
+    with open(results_path, "a+") as handle:  # earlier records stay; finished trials missing there are added
+        if handle.tell() and (handle.seek(handle.tell() - 1), handle.read(1))[1] != "\n":
+            handle.write("\n")  # end a line torn by a kill, so the next record starts on its own line
+        handle.writelines(json.dumps(done[t.name]) + "\n" for t in trials if t.name in done
+                          and done[t.name] not in logged)
     if not quiet:
         resumed = f"; {len(done)} finished earlier, skipped" if done else ""
         print(f"sweep: {len(pending)} trial(s) on backend {backend!r} with {workers} worker(s){resumed}")
