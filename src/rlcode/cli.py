@@ -39,7 +39,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         parser.add_argument("--config", metavar="FILE", help="TOML, JSON or rl-zoo YAML file of config values")
-        parser.add_argument("--run-dir", metavar="DIR", help="where to write checkpoint and metrics")
+        parser.add_argument("--run-dir", metavar="DIR", help="where to write checkpoint and metrics; it must not "
+                            "hold another run (default: a new runs/ALGO-ENV-seedN-TIME-XXXXXX)")
+        existing = parser.add_mutually_exclusive_group()
+        existing.add_argument("--resume", metavar="RUN_DIR", default=None,
+                              help="continue the run in RUN_DIR exactly, with the config saved in its checkpoint")
+        existing.add_argument("--overwrite", action="store_true",
+                              help="replace rlcode's files of an earlier run in --run-dir (never your own files)")
         parser.add_argument(
             "--quiet", action="store_true", help="no progress or table; print the result as one JSON line"
         )
@@ -52,9 +58,32 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=_run_train)
 
 
+def _resume_target(args: argparse.Namespace, config_class: type) -> str:
+    """The run directory ``--resume`` continues, after checking that nothing asks for a different run."""
+    import dataclasses
+
+    from rlcode.run_dirs import RunDirError
+
+    if args.run_dir is not None and Path(args.run_dir).resolve() != Path(args.resume).resolve():
+        raise RunDirError(f"--resume {args.resume} continues that directory; drop --run-dir {args.run_dir}.")
+    flags = sorted(f.name for f in dataclasses.fields(config_class) if hasattr(args, f.name))
+    if flags or args.config:  # the saved config is the run's; changing it would not continue the run
+        given = f"--config {args.config}" if args.config else "--" + flags[0].replace("_", "-")
+        raise RunDirError(f"--resume continues {args.resume} with the config saved in it; drop {given} "
+                          "(to change the config, start a new run with --run-dir).")
+    saved = run_algorithm(args.resume)
+    if saved != args.algorithm:
+        raise RunDirError(f"{args.resume} holds a {saved} run; resume it with `rlcode train {saved} --resume "
+                          f"{args.resume}`.")
+    return str(args.resume)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     algo = get_algorithm(args.algorithm)
-    config = config_from_args(algo.load("config"), args, args.config)
+    if args.resume is not None:
+        run_dir, config = _resume_target(args, algo.load("config")), None
+    else:
+        run_dir, config = args.run_dir, config_from_args(algo.load("config"), args, args.config)
     # Asked-for loggers must be installed before any work (the library itself only warns about wandb).
     if args.tensorboard:
         require("tensorboard", "tensorboard", "TensorBoard logging (--tensorboard)")
@@ -64,7 +93,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     set_defaults(tensorboard=args.tensorboard, wandb_project=args.wandb_project)
     try:
-        result = algo.load("train")(config, run_dir=args.run_dir, quiet=args.quiet)
+        result = algo.load("train")(config, run_dir=run_dir, quiet=args.quiet, resume=args.resume is not None,
+                                    overwrite=args.overwrite)
     finally:
         set_defaults(tensorboard=False, wandb_project="")
     if args.quiet:
@@ -95,10 +125,13 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_algorithm(run_dir: str | Path) -> str:
-    """The algorithm name recorded in a run directory's checkpoint."""
-    from rlcode.checkpoints import CheckpointError, checkpoint_path
+    """The algorithm name recorded in a run directory's (last complete) checkpoint."""
+    from rlcode.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
 
-    state_path = checkpoint_path(run_dir) / "state.json"
+    try:
+        state_path = find_checkpoint(run_dir) / "state.json"
+    except CheckpointError:
+        state_path = checkpoint_path(run_dir) / "state.json"
     try:
         return str(json.loads(state_path.read_text())["algorithm"])
     except FileNotFoundError:

@@ -247,6 +247,41 @@ class MetricsLogger:
         self.close()
 
 
+def output_names() -> tuple[str, ...]:
+    """Entries of a run directory that a logger built with the process-wide defaults writes."""
+    names = ["metrics.jsonl"]
+    if _defaults["tensorboard"]:
+        names.append(TENSORBOARD_DIRNAME)
+    if _defaults["wandb_project"]:
+        names.append("wandb")  # wandb.init(dir=run_dir) keeps its files in run_dir/wandb
+    return tuple(names)
+
+
+def truncate_metrics(run_dir: str | Path, last_step: float) -> None:
+    """Before a resume: drop records logged after the checkpoint (and a line torn by a kill).
+
+    The resumed run logs those steps again, so without this the file would hold them twice.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    steps = [_step_of(line) for line in lines]
+    kept = [line for line, step in zip(lines, steps) if step is not None and step <= last_step]
+    if len(kept) != len(lines):
+        from rlcode.model_card import write_text_atomic
+
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _step_of(line: str) -> float | None:
+    try:
+        record = json.loads(line)
+        return float(record["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     """Read every record of ``run_dir/metrics.jsonl``."""
     path = Path(run_dir) / "metrics.jsonl"

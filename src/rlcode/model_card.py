@@ -3,7 +3,9 @@
 The metadata follows the cards of the Hugging Face Deep RL course and Stable-Baselines3
 (``library_name``, ``tags``, and a ``model-index`` whose ``mean_reward`` reads "mean +/- std"),
 so the Hub shows the evaluation result and the RL leaderboard can read it. The card is written
-offline and atomically; ``rlcode.hub.push_to_hub`` uploads it with the checkpoint.
+offline and atomically; ``rlcode.hub.push_to_hub`` uploads it with the checkpoint. It never
+replaces a README.md that is not an rlcode card (``rlcode.run_dirs`` refuses such a run directory
+before any work; this is the last line of defence for direct calls).
 """
 
 from __future__ import annotations
@@ -184,6 +186,9 @@ def write_model_card(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CARD_NAME
+    if path.exists() and not is_rlcode_card(path):
+        raise ValueError(f"{str(path)!r} is not an rlcode model card; rlcode will not replace it. "
+                         "Pass another run directory.")
     text = render_model_card(
         algorithm=algorithm,
         env_id=env_id,
@@ -206,6 +211,14 @@ def write_run_card(run_dir: str | Path, algorithm: str, env_id: str, config: Map
     }
     return write_model_card(run_dir, algorithm=algorithm, env_id=env_id, mean_return=result["mean_return"],
                             std_return=result["std_return"], config=config, metrics=metrics)
+
+
+def is_rlcode_card(path: str | Path) -> bool:
+    """Whether ``path`` is a model card rlcode wrote (its front matter says ``library_name: rlcode``)."""
+    try:
+        return read_card_metadata(path).get("library_name") == "rlcode"
+    except (OSError, ValueError, yaml.YAMLError, TypeError):
+        return False
 
 
 def read_card_metadata(path: str | Path) -> dict[str, Any]:

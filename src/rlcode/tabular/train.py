@@ -24,8 +24,11 @@ __all__ = ["train", "evaluate", "load_run", "make_env", "exact_value"]
 
 
 def default_run_dir(config: TabularConfig) -> Path:
-    env = config.env.replace("/", "_")
-    return Path("runs") / f"{config.algorithm}-{env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """A new, empty ``runs/ALGO-ENV-seedN-TIMESTAMP-RANDOM``, created exclusively (unique per start)."""
+    from rlcode.run_dirs import create_default_run_dir
+
+    env = config.env.replace("/", "_").replace(":", "_")
+    return create_default_run_dir(f"{config.algorithm}-{env}-seed{config.seed}")
 
 
 def exact_value(table: Any, policy: np.ndarray, horizon: int | None) -> float:
@@ -48,11 +51,25 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
-def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Train ``config.algorithm`` on ``config.env``; save the Q-table and print the optimality table."""
-    from rlcode.configs import config_to_dict
-    from rlcode.metrics import MetricsLogger
+def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool = False, *,
+          resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train ``config.algorithm`` on ``config.env``; save the Q-table and print the optimality table.
 
+    ``run_dir`` must not hold another run (``rlcode.run_dirs``); ``overwrite=True`` replaces rlcode's
+    files of an earlier one. Tabular runs take seconds and save once, at the end, so they have no
+    resume: ``resume=True`` is refused with a message saying so.
+    """
+    from rlcode.configs import config_to_dict
+    from rlcode.metrics import MetricsLogger, output_names
+    from rlcode.run_dirs import RunDirError, check_run_dir, claim_run_dir, mark_finished, mode_of
+
+    if resume:
+        raise RunDirError("tabular runs cannot be resumed (they take seconds and save once, at their end); "
+                          "train again with --run-dir DIR --overwrite, or into another --run-dir.")
+    mode = mode_of(False, overwrite)
+    names = ("checkpoint", "README.md", *output_names())
+    if run_dir is not None:
+        check_run_dir(run_dir, names, mode)  # before any work
     env = make_env(config)  # raises on non-discrete spaces before any work
     table = transition_table(env)
     if config.backend == "table" and table is None:
@@ -64,7 +81,8 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
 
         env = TimeLimit(env, NO_LIMIT_CAP)  # so that a policy that never terminates cannot hang training
     best = planning.optimum(table, 1.0, horizon) if table is not None else None
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    run_dir = claim_run_dir(run_dir if run_dir is not None else default_run_dir(config), names, mode,
+                            config.algorithm, config.env)
     compile_seconds = warm_up() if sampler is not None else 0.0
 
     random.seed(config.seed)
@@ -93,6 +111,7 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
         "eval_episodes": int(sampled.size), "run_dir": str(run_dir),
     }
     _save(run_dir, config, q, rng, result)
+    mark_finished(run_dir)
     env.close()
     if not quiet:
         from rlcode.tabular.report import print_train_table
