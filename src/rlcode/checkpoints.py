@@ -164,7 +164,8 @@ def _verify_state_digest(path: Path, state: dict[str, Any]) -> None:
 def checkpoint_path(run_dir: str | Path) -> Path:
     """Where to read the checkpoint of a run directory (or the path itself if it is a checkpoint)."""
     run_dir = Path(run_dir)
-    if (run_dir / "state.json").exists() or run_dir.name == CHECKPOINT_DIRNAME:
+    # a user's folder that merely holds a state.json, or is named checkpoint, is a run directory
+    if is_rlcode_checkpoint(run_dir) or (run_dir.name == CHECKPOINT_DIRNAME and not run_dir.exists()):
         return run_dir
     return run_dir / CHECKPOINT_DIRNAME
 
