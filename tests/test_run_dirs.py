@@ -186,3 +186,18 @@ def test_default_runs_save_periodically(tmp_path, monkeypatch):
     saves.clear()
     train(config, run_dir=tmp_path / "end", quiet=True, save_seconds=None)
     assert saves == [4]
+
+
+def test_library_writers_refuse_user_files_too(tmp_path):
+    """Direct calls (no run-dir check before them) still never replace what rlcode did not write."""
+    from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint
+    from rlcode.model_card import write_model_card
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "weights.bin").write_bytes(b"mine")
+    with pytest.raises(CheckpointError, match="not an rlcode checkpoint"):
+        save_checkpoint(tmp_path, Checkpoint(config={}))
+    (tmp_path / "README.md").write_text("# mine\n")
+    with pytest.raises(ValueError, match="not an rlcode model card"):
+        write_model_card(tmp_path, algorithm="ppo", env_id="CartPole-v1", mean_return=1.0, std_return=0.0, config={})
+    assert snapshot(tmp_path) == {"checkpoint/weights.bin": b"mine", "README.md": b"# mine\n"}
