@@ -175,7 +175,7 @@ FILE_CASES = [
          ("nope.toml", "does not exist")),
     Case("--config YAML alias bomb", with_config(PPO[:2], "bomb.yml", YAML_BOMB), ("bomb.yml", "aliases")),
     Case("--run-dir is a file", lambda tmp, runs: [*QL, "--run-dir", str(write(tmp / "f", "x"))],
-         ("f'", "a file is in the way")),
+         ("f'", "is a file", "another --run-dir")),
     Case("--run-dir below a file", lambda tmp, runs: [*QL, "--run-dir", str(write(tmp / "f", "x") / "run")],
          ("f/", "part of the path is a file")),
     Case("rlhf-demo --model missing", lambda tmp, runs: ["rlhf-demo", "--model", str(tmp / "missing-model")],
