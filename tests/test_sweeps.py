@@ -236,3 +236,23 @@ def test_interrupted_sweep_resumes_and_skips_finished_trials(tmp_path: Path, bac
         for i, r in enumerate(t["trial"] for t in resumed.records)
         if r in finished
     )
+
+
+def test_zero_workers_is_refused_from_python_too(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        run_sweep("qlearning", "FrozenLake-v1", 1, None, TINY, backend="serial", workers=0, out_dir=tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_rerun_of_a_cut_short_trial_replaces_only_rlcodes_files(tmp_path: Path) -> None:
+    """A trial re-run starts from scratch in its folder, but a file the user put there stays."""
+    from rlcode.sweep_backends import run_trial
+
+    trial = trials_from_configs(build_configs("qlearning", "FrozenLake-v1", 1, None, TINY)[0])[0]
+    folder = tmp_path / "trials" / trial.name
+    assert run_trial(trial, folder)["status"] == "ok"
+    (folder / "notes.txt").write_text("mine")
+    first = json.loads((folder / ".rlcode-run.json").read_text())["run_id"]
+    assert run_trial(trial, folder)["status"] == "ok"
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert json.loads((folder / ".rlcode-run.json").read_text())["run_id"] != first

@@ -55,10 +55,11 @@ def config_class(name: str) -> type:
     return get_algorithm(name).load("config")
 
 
-def train(config: Any, run_dir: Any = None, quiet: bool = True) -> dict[str, Any]:
-    """Train the algorithm that ``config`` belongs to; the one entry point sweeps map over."""
+def train(config: Any, run_dir: Any = None, quiet: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train the algorithm that ``config`` belongs to; the one entry point sweeps map over.
+    ``overwrite`` replaces an earlier run's own files in ``run_dir`` (``rlcode.run_dirs``)."""
     for algo in ALGORITHMS.values():
         module_name, _, class_name = algo.config.partition(":")
         if type(config).__name__ == class_name and type(config).__module__ == module_name:
-            return algo.load("train")(config, run_dir=run_dir, quiet=quiet)
+            return algo.load("train")(config, run_dir=run_dir, quiet=quiet, overwrite=overwrite)
     raise TypeError(f"{type(config).__name__} is not the config of any registered algorithm.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlcode.checkpoints import CheckpointError, checkpoint_path
+from rlcode.checkpoints import CheckpointError, find_checkpoint
 from rlcode.extras import require
 from rlcode.model_card import CARD_NAME, REPO_PLACEHOLDER, write_text_atomic
 
@@ -24,7 +24,10 @@ def _checked_run_dir(run_dir: str | Path) -> Path:
         raise FileNotFoundError(
             f"run directory {str(run_dir)!r} does not exist; pass one written by `rlcode train`."
         )
-    state = checkpoint_path(run_dir) / "state.json"
+    try:
+        state = find_checkpoint(run_dir) / "state.json"  # the last complete one, also after a kill mid-save
+    except CheckpointError:
+        state = run_dir / "checkpoint" / "state.json"
     if not state.is_file():
         raise CheckpointError(
             f"{str(run_dir)!r} holds no checkpoint ({state} is missing); push a run directory written by "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import traceback
@@ -85,8 +84,8 @@ def run_trial(trial: Trial, run_dir: str | Path) -> dict[str, Any]:
     from rlcode.configs import config_to_dict
 
     run_dir = Path(run_dir)
-    shutil.rmtree(run_dir, ignore_errors=True)  # a trial cut short earlier starts again from scratch
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "trial.json").unlink(missing_ok=True)  # the sweep's own record of an earlier, cut-short try
     record: dict[str, Any] = {
         "trial": trial.name,
         "group": trial.group,
@@ -96,7 +95,8 @@ def run_trial(trial: Trial, run_dir: str | Path) -> dict[str, Any]:
     }
     start = time.perf_counter()
     try:
-        result = train(trial.config, run_dir=run_dir, quiet=True)
+        # a trial cut short earlier starts again from scratch, replacing only what rlcode wrote there
+        result = train(trial.config, run_dir=run_dir, quiet=True, overwrite=True)
         record |= {"status": "ok", "result": jsonable(result)}
     except Exception as error:
         record |= {"status": "error", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}

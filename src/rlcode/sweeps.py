@@ -268,9 +268,9 @@ def sweep(configs: Sequence[Any], backend: str = "local", workers: int | None = 
         raise ValueError(f"unknown sweep backend {backend!r}; choose one of {list(BACKENDS)}.")
     if backend == "ray":
         require_ray()
+    if workers is not None and workers < 1:  # 0 must not quietly mean "all CPUs"
+        raise ValueError(f"workers must be at least 1 (or None for every CPU), got {workers}.")
     workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}.")
     trials = trials_from_configs(configs, keys)
     out_dir = Path(out_dir).resolve()
     run_dirs = [out_dir / "trials" / t.name for t in trials]

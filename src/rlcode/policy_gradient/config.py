@@ -51,7 +51,7 @@ class PolicyGradientConfig:
     seed: int = doc_field(0, "seeds python, numpy, torch, the action sampler and the environments")
     eval_episodes: int = doc_field(10, "episodes of the final deterministic evaluation")
     eval_every: int = doc_field(0, "evaluate every this many env steps during training (0 = only at the end)")
-    save_every: int = doc_field(0, "save a checkpoint every this many updates (0 = only at the end)")
+    save_every: int = doc_field(0, "save a checkpoint every this many updates (0 = every 30 s of training, and at the end)")
     torch_threads: int = doc_field(1, "torch intra-op threads (1 is fastest for small MLPs; recorded in checkpoints)")
 
     algorithm = "policy_gradient"
