@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcode.checkpoints import (
+from rlcode.run.checkpoints import (
     Checkpoint,
     CheckpointError,
     capture_rng_state,
@@ -119,7 +119,7 @@ _CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    import rlcode.checkpoints as ck
+    import rlcode.run.checkpoints as ck
 
     run_dir, stage = sys.argv[1], sys.argv[2]
     def make(v):

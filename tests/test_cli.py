@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlcode.algorithms import ALGORITHMS
-from rlcode.cli import build_parser, main
+from rlcode.cli.app import build_parser, main
 
 
 def test_help_lists_every_command_and_every_config_field(capsys: pytest.CaptureFixture[str]) -> None:

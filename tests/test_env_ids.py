@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.configs import ConfigError
 from rlcode.env_ids import make_env, resolve_env_id, split_env_id
 from rlcode.policy_gradient.envs import env_spaces, resolve_vector_mode

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.extras import MissingExtra, as_missing_extra, missing_extra, require
 
 LM_LINE = (
@@ -107,31 +107,31 @@ def test_train_logger_flags_without_their_package_fail_before_work(
 
 
 def _call_plots() -> None:
-    from rlcode.plots import _matplotlib
+    from rlcode.run.plots import _matplotlib
 
     _matplotlib()
 
 
 def _call_video() -> None:
-    from rlcode.video import _check_writer
+    from rlcode.run.video import _check_writer
 
     _check_writer(".mp4")
 
 
 def _call_gif() -> None:
-    from rlcode.video import _check_writer
+    from rlcode.run.video import _check_writer
 
     _check_writer(".gif")
 
 
 def _call_tensorboard() -> None:
-    from rlcode.metrics import _tensorboard_writer
+    from rlcode.run.metrics import _tensorboard_writer
 
     _tensorboard_writer(Path("unused"))
 
 
 def _call_ray() -> None:
-    from rlcode.sweep_backends import require_ray
+    from rlcode.sweeps.backends import require_ray
 
     require_ray()
 
@@ -158,19 +158,19 @@ def test_a_stray_import_error_of_an_optional_package_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI's safety net: an optional package imported without ``require`` still gives the line."""
-    import rlcode.plots
+    import rlcode.run.plots
 
     def plot_runs(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'matplotlib.pyplot'", name="matplotlib.pyplot")
 
-    monkeypatch.setattr(rlcode.plots, "plot_runs", plot_runs)
+    monkeypatch.setattr(rlcode.run.plots, "plot_runs", plot_runs)
     assert main(["plot", str(tmp_path)]) == 2
     assert _one_line(capsys.readouterr().err).endswith("pip install 'rlcode[plots]'")
 
     def other(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'nope'", name="nope")
 
-    monkeypatch.setattr(rlcode.plots, "plot_runs", other)
+    monkeypatch.setattr(rlcode.run.plots, "plot_runs", other)
     with pytest.raises(ModuleNotFoundError, match="nope"):  # a real bug keeps its traceback
         main(["plot", str(tmp_path)])
 
@@ -178,13 +178,13 @@ def test_a_stray_import_error_of_an_optional_package_is_one_line(
 def test_tour_without_the_lm_extra_runs_the_rest_and_names_the_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import rlcode.tour
+    import rlcode.cli.tour
 
     def fake(tier: str):
-        return lambda *args: {"tier": tier, "task": rlcode.tour.TASKS[tier], "result": "ok", "passed": True}
+        return lambda *args: {"tier": tier, "task": rlcode.cli.tour.TASKS[tier], "result": "ok", "passed": True}
 
-    monkeypatch.setattr(rlcode.tour, "_tabular", fake("tabular"))
-    monkeypatch.setattr(rlcode.tour, "_ppo", fake("policy gradient"))
+    monkeypatch.setattr(rlcode.cli.tour, "_tabular", fake("tabular"))
+    monkeypatch.setattr(rlcode.cli.tour, "_ppo", fake("policy gradient"))
     _block(monkeypatch, "transformers")
     assert main(["tour", "--out", str(tmp_path)]) == 0  # a skipped part is not a failed one
     out = capsys.readouterr().out
@@ -204,17 +204,17 @@ CORE_ONLY = textwrap.dedent(
                 raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 
     sys.meta_path.insert(0, Refuse())
-    import rlcode.cli
+    import rlcode.cli.app
     import rlcode.policy_gradient.train
     import rlcode.tabular.train
-    import rlcode.tour
+    import rlcode.cli.tour
 
-    rlcode.cli.build_parser()
+    rlcode.cli.app.build_parser()
     try:
         from rlcode.rlhf import PPOTrainer
     except ImportError as error:
         print("python:", error)
-    code = rlcode.cli.main(["rlhf-demo", "--quiet"])
+    code = rlcode.cli.app.main(["rlhf-demo", "--quiet"])
     print("exit:", code)
     print("loaded:", sorted(m for m in BLOCKED if m in sys.modules))
     """
@@ -231,6 +231,6 @@ def test_core_tiers_import_without_the_lm_packages() -> None:
 
 
 def test_help_imports_neither_torch_nor_transformers() -> None:
-    script = "import sys, rlcode.cli; rlcode.cli.build_parser(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    script = "import sys, rlcode.cli.app; rlcode.cli.app.build_parser(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr

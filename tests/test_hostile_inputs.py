@@ -1,7 +1,7 @@
 """Hostile inputs through the real CLI: each is refused with one line (exit 2) naming the field or
 file and the fix, never a traceback, and leaves every file that existed before byte-identical.
 
-Most cases call ``rlcode.cli.main`` in this process (a subprocess costs 1-2 s of torch import);
+Most cases call ``rlcode.cli.app.main`` in this process (a subprocess costs 1-2 s of torch import);
 ``SUBPROCESS_CASES`` run through ``python -m rlcode`` to prove what a user's terminal shows.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 
 PPO = ["train", "ppo", "--total-timesteps", "64", "--num-envs", "2", "--num-steps", "32", "--minibatch-size", "32",
        "--num-epochs", "1", "--eval-episodes", "2", "--quiet"]
@@ -66,7 +66,7 @@ def edit_state(run: Path, change: Callable[[dict], None]) -> None:
 
 def rehash(run: Path, name: str) -> None:
     """Update state.json's hashes to match ``name``'s edited bytes (a deliberate forgery)."""
-    from rlcode.checkpoints import STATE_DIGEST_KEY, state_digest
+    from rlcode.run.checkpoints import STATE_DIGEST_KEY, state_digest
 
     digest = hashlib.sha256((run / "checkpoint" / name).read_bytes()).hexdigest()
 
@@ -330,14 +330,14 @@ def test_nan_stop_is_one_line_exit_3_and_keeps_the_last_checkpoint(
     assert "gradient norm is nan" in err and "Lower learning_rate" in err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["updates"] == 1  # the last good checkpoint, loadable as it is
-    from rlcode.checkpoints import load_checkpoint
+    from rlcode.run.checkpoints import load_checkpoint
 
     load_checkpoint(run)
 
 
 def test_checkpoint_without_state_digest_loads_with_a_warning(tmp_path: Path, runs: dict[str, Path]) -> None:
     """Runs saved before state_sha256 existed stay usable; a checkpoint with one must match it."""
-    from rlcode.checkpoints import STATE_DIGEST_KEY, load_checkpoint
+    from rlcode.run.checkpoints import STATE_DIGEST_KEY, load_checkpoint
 
     run = copy_run(tmp_path, runs, "qlearning")
     edit_state(run, lambda state: state.pop(STATE_DIGEST_KEY))

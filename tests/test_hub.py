@@ -9,9 +9,9 @@ import pytest
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
-from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
-from rlcode.hub import push_to_hub  # noqa: E402
-from rlcode.model_card import REPO_PLACEHOLDER, write_model_card  # noqa: E402
+from rlcode.run.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
+from rlcode.run.hub import push_to_hub  # noqa: E402
+from rlcode.run.model_card import REPO_PLACEHOLDER, write_model_card  # noqa: E402
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_missing_huggingface_hub_says_how_to_install(run_dir, monkeypatch):
 
 
 def test_rlcode_push_command(run_dir, hub_calls, capsys):
-    from rlcode.cli import main
+    from rlcode.cli.app import main
 
     assert main(["push", str(run_dir), "someone/CartPole-v1-ppo", "--private"]) == 0
     assert capsys.readouterr().out.strip() == "https://huggingface.co/someone/CartPole-v1-ppo"

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from rlcode import metrics
-from rlcode.metrics import EPISODE_RETURN, VOCABULARY, MetricsLogger, read_metrics
+from rlcode.run import metrics
+from rlcode.run.metrics import EPISODE_RETURN, VOCABULARY, MetricsLogger, read_metrics
 
 
 def test_jsonl_round_trip_and_added_timing(tmp_path):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from rlcode.configs import load_config_file
-from rlcode.model_card import read_card_metadata, write_model_card
+from rlcode.run.model_card import read_card_metadata, write_model_card
 
 CONFIG = {
     "env": "CartPole-v1",

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
-from rlcode.cli import main  # noqa: E402
-from rlcode.metrics import EPISODE_RETURN, MetricsLogger  # noqa: E402
-from rlcode.plots import GRID_POINTS, bootstrap_band, mean_and_band, plot_runs, read_run  # noqa: E402
+from rlcode.cli.app import main  # noqa: E402
+from rlcode.run.checkpoints import Checkpoint, CheckpointError, save_checkpoint  # noqa: E402
+from rlcode.run.metrics import EPISODE_RETURN, MetricsLogger  # noqa: E402
+from rlcode.run.plots import GRID_POINTS, bootstrap_band, mean_and_band, plot_runs, read_run  # noqa: E402
 
 
 def fake_run(path: Path, algorithm: str, env_id: str, returns: list[float], every: int = 1000) -> Path:
@@ -130,7 +130,7 @@ def test_frozen_lake_policy_figure_from_a_real_run(tmp_path):
 
 
 def test_runs_that_differ_beyond_the_seed_are_separate_curves(tmp_path):
-    from rlcode.plots import group_runs
+    from rlcode.run.plots import group_runs
 
     runs = []
     for seed, rate in [(0, 0.001), (1, 0.001), (0, 0.01)]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlcode.checkpoints import load_checkpoint
-from rlcode.cli import main
+from rlcode.cli.app import main
+from rlcode.run.checkpoints import load_checkpoint
 
 # 1024 steps per update: one metrics record per update, so a killed run has curves to plot
 FLAGS = ["--env", "CartPole-v1", "--total-timesteps", str(2 * 512 * 8), "--num-envs", "2", "--num-steps", "512",
@@ -22,8 +22,8 @@ FLAGS = ["--env", "CartPole-v1", "--total-timesteps", str(2 * 512 * 8), "--num-e
 _KILL_SAVE = textwrap.dedent(
     """
     import os, shutil, signal, sys
-    import rlcode.checkpoints as ck
-    from rlcode.cli import main
+    import rlcode.run.checkpoints as ck
+    from rlcode.cli.app import main
 
     run_dir, stage, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
     saves = [0]
@@ -101,7 +101,7 @@ def test_sigkill_at_every_point_of_a_save(tmp_path: Path, capsys: pytest.Capture
 _KILL_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    from rlcode.cli import main
+    from rlcode.cli.app import main
     from rlcode.policy_gradient.train import PolicyGradientRun
 
     real_step = PolicyGradientRun.step

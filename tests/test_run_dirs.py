@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rlcode import run_dirs
-from rlcode.cli import main
-from rlcode.run_dirs import MARKER, RunDirError, check_run_dir, create_default_run_dir
+from rlcode.cli.app import main
+from rlcode.run import run_dirs
+from rlcode.run.run_dirs import MARKER, RunDirError, check_run_dir, create_default_run_dir
 
 PPO = ["train", "ppo", "--env", "CartPole-v1", "--total-timesteps", "256", "--num-envs", "2", "--num-steps", "16",
        "--minibatch-size", "16", "--num-epochs", "1", "--eval-episodes", "2", "--quiet"]
@@ -144,7 +144,7 @@ def test_default_run_dirs_differ_within_one_second(tmp_path, monkeypatch):
 
 _MAKE_DIRS = (
     "import sys\n"
-    "from rlcode.run_dirs import create_default_run_dir\n"
+    "from rlcode.run.run_dirs import create_default_run_dir\n"
     "print('\\n'.join(str(create_default_run_dir('ppo-CartPole-v1-seed0', sys.argv[1])) for _ in range(20)))\n"
 )
 
@@ -157,7 +157,7 @@ def test_default_run_dirs_from_two_processes_at_once_differ(tmp_path):
 
 
 def test_second_sweep_into_the_same_out_keeps_the_first_records(tmp_path):
-    from rlcode.sweeps import run_sweep
+    from rlcode.sweeps.sweeps import run_sweep
 
     tiny = {"episodes": 300, "eval_episodes": 20, "log_points": 2}
     run_sweep("qlearning", "FrozenLake-v1", [0, 1], None, tiny, backend="serial", out_dir=tmp_path, quiet=True)
@@ -190,8 +190,8 @@ def test_default_runs_save_periodically(tmp_path, monkeypatch):
 
 def test_library_writers_refuse_user_files_too(tmp_path):
     """Direct calls (no run-dir check before them) still never replace what rlcode did not write."""
-    from rlcode.checkpoints import Checkpoint, CheckpointError, save_checkpoint
-    from rlcode.model_card import write_model_card
+    from rlcode.run.checkpoints import Checkpoint, CheckpointError, save_checkpoint
+    from rlcode.run.model_card import write_model_card
 
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "weights.bin").write_bytes(b"mine")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlcode.configs import ConfigError
-from rlcode.sweeps import run_sweep
+from rlcode.sweeps.sweeps import run_sweep
 
 DATA = Path(__file__).parent / "data"  # rlcode_test_envs.py registers RlcodeCorridor-v0 on import
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.configs import ConfigError
-from rlcode.sweeps import bootstrap_ci, build_configs, iqm, run_sweep, summarise, trials_from_configs
+from rlcode.sweeps.sweeps import bootstrap_ci, build_configs, iqm, run_sweep, summarise, trials_from_configs
 
 TINY = {"episodes": 300, "eval_episodes": 20, "log_points": 2}  # qlearning on FrozenLake: well under a second
 
@@ -246,7 +246,7 @@ def test_zero_workers_is_refused_from_python_too(tmp_path: Path) -> None:
 
 def test_rerun_of_a_cut_short_trial_replaces_only_rlcodes_files(tmp_path: Path) -> None:
     """A trial re-run starts from scratch in its folder, but a file the user put there stays."""
-    from rlcode.sweep_backends import run_trial
+    from rlcode.sweeps.backends import run_trial
 
     trial = trials_from_configs(build_configs("qlearning", "FrozenLake-v1", 1, None, TINY)[0])[0]
     folder = tmp_path / "trials" / trial.name

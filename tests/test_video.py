@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pygame", reason="gymnasium renders classic-control and toy-text envs with pygame")
 
-from rlcode.video import record_video  # noqa: E402
+from rlcode.run.video import record_video  # noqa: E402
 
 
 def _episode_lengths(env_id: str, act, episodes: int, seed: int, **kwargs) -> list[int]:

@@ -8,7 +8,7 @@ import pytest
 
 from rlcode.algorithms import config_class
 from rlcode.configs import ConfigError, config_from_dict, load_config_file
-from rlcode.zoo import load_yaml_config, parse_kwargs
+from rlcode.policy_gradient.zoo import load_yaml_config, parse_kwargs
 
 pg_config = pytest.importorskip("rlcode.policy_gradient.config")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

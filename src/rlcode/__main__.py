@@ -1,3 +1,3 @@
-from rlcode.cli import main
+from rlcode.cli.app import main
 
 raise SystemExit(main())

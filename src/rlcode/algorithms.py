@@ -57,7 +57,7 @@ def config_class(name: str) -> type:
 
 def train(config: Any, run_dir: Any = None, quiet: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train the algorithm that ``config`` belongs to; the one entry point sweeps map over.
-    ``overwrite`` replaces an earlier run's own files in ``run_dir`` (``rlcode.run_dirs``)."""
+    ``overwrite`` replaces an earlier run's own files in ``run_dir`` (``rlcode.run.run_dirs``)."""
     for algo in ALGORITHMS.values():
         module_name, _, class_name = algo.config.partition(":")
         if type(config).__name__ == class_name and type(config).__module__ == module_name:

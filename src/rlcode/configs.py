@@ -212,7 +212,7 @@ def load_config_file(path: str | Path, config_class: type | None = None) -> dict
         except json.JSONDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
     elif suffix in (".yml", ".yaml"):
-        from rlcode.zoo import load_yaml_config
+        from rlcode.policy_gradient.zoo import load_yaml_config
 
         data = load_yaml_config(path, config_class)
     else:

@@ -2,8 +2,8 @@
 
 A user can reach these with input alone (a flag, a config file, a run directory, a reward function),
 so the message itself is the whole report: it names the field or file and how to fix it. Anything
-else that escapes ``rlcode.cli.main`` is a bug and keeps its traceback. ``ConfigError``
-(``rlcode.configs``), ``CheckpointError`` (``rlcode.checkpoints``) and ``MissingExtra``
+else that escapes ``rlcode.cli.app.main`` is a bug and keeps its traceback. ``ConfigError``
+(``rlcode.configs``), ``CheckpointError`` (``rlcode.run.checkpoints``) and ``MissingExtra``
 (``rlcode.extras``) are the older members of this family; ``cli.main`` handles them alike.
 """
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 
 
 @pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "ppo"])

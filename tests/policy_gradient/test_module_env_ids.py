@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 
 DATA = Path(__file__).parents[1] / "data"  # rlcode_test_envs.py registers RlcodeCorridor-v0 on import
 CORRIDOR = "rlcode_test_envs:RlcodeCorridor-v0"

@@ -9,9 +9,9 @@ import textwrap
 import pytest
 import torch
 
-from rlcode.checkpoints import load_checkpoint
 from rlcode.policy_gradient.config import A2CConfig, PPOConfig
 from rlcode.policy_gradient.train import train
+from rlcode.run.checkpoints import load_checkpoint
 
 CASES = {
     # natively vectorised CartPole, both normalisers on, several shuffled minibatches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.rlhf import PPOTrainer
 from rlcode.rlhf.demo import load_policy, run_demo
 from rlcode.rlhf.synthetic import NEGATIVE, POSITIVE, build_tokenizer, corpus, sentiment_reward

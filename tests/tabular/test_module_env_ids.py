@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.tabular.config import QLearningConfig
 from rlcode.tabular.train import train
 

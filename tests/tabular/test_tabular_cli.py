@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rlcode.checkpoints import CheckpointError, load_checkpoint
-from rlcode.cli import main
+from rlcode.cli.app import main
+from rlcode.run.checkpoints import CheckpointError, load_checkpoint
 from rlcode.tabular.config import QLearningConfig, SarsaConfig
 from rlcode.tabular.train import evaluate, load_run, train
 

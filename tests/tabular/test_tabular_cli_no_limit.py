@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from rlcode.cli import main
+from rlcode.cli.app import main
 from rlcode.tabular import planning
 from rlcode.tabular.config import QLearningConfig
 from rlcode.tabular.envs import make_env, transition_table

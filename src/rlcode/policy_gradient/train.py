@@ -123,8 +123,13 @@ class PolicyGradientRun:
         return actions
 
     def save(self, run_dir: str | Path, extra_state: dict[str, Any] | None = None) -> Path:
-        from rlcode.checkpoints import Checkpoint, capture_rng_state, optimizer_to_checkpoint, save_checkpoint
         from rlcode.configs import config_to_dict
+        from rlcode.run.checkpoints import (
+            Checkpoint,
+            capture_rng_state,
+            optimizer_to_checkpoint,
+            save_checkpoint,
+        )
 
         rng_json, rng_tensors = capture_rng_state()
         optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(self.optimizer)
@@ -151,13 +156,13 @@ class PolicyGradientRun:
     @classmethod
     def load(cls, run_dir: str | Path) -> PolicyGradientRun:
         """Rebuild a run from its checkpoint: weights, optimizer, RNGs, normaliser, envs, counters."""
-        from rlcode.checkpoints import (
+        from rlcode.configs import config_from_dict
+        from rlcode.run.checkpoints import (
             CheckpointError,
             load_checkpoint,
             optimizer_from_checkpoint,
             restore_rng_state,
         )
-        from rlcode.configs import config_from_dict
 
         checkpoint = load_checkpoint(run_dir, framework="torch")
         algorithm = checkpoint.state.get("algorithm")
@@ -233,7 +238,7 @@ SAVE_SECONDS = 30.0
 
 def default_run_dir(config: PolicyGradientConfig) -> Path:
     """A new, empty ``runs/ALGO-ENV-seedN-TIMESTAMP-RANDOM``, created exclusively (unique per start)."""
-    from rlcode.run_dirs import create_default_run_dir
+    from rlcode.run.run_dirs import create_default_run_dir
 
     env = config.env_id.replace("/", "_").replace(":", "_")
     return create_default_run_dir(f"{config.algorithm}-{env}-seed{config.seed}")
@@ -271,8 +276,8 @@ def train(
     ``stop_after_updates`` saves and returns early once that many updates are done (in total).
     """
     from rlcode.configs import config_to_dict
-    from rlcode.metrics import MetricsLogger, output_names, truncate_metrics
-    from rlcode.run_dirs import check_run_dir, claim_run_dir, mark_finished, mode_of
+    from rlcode.run.metrics import MetricsLogger, output_names, truncate_metrics
+    from rlcode.run.run_dirs import check_run_dir, claim_run_dir, mark_finished, mode_of
 
     mode = mode_of(resume, overwrite)
     names = ("checkpoint", "README.md", *output_names())
@@ -332,7 +337,7 @@ def train(
     run.save(run_dir, extra_state={"result": {k: v for k, v in result.items() if k not in ("run_dir", "evaluations")}})
     run.close()
     if run.done:
-        from rlcode.model_card import write_run_card
+        from rlcode.run.model_card import write_run_card
 
         write_run_card(run_dir, config.algorithm, config.env_id, config_to_dict(config), result)
         mark_finished(run_dir)
@@ -378,7 +383,7 @@ def evaluate(
     }
     if video is not None:
         from rlcode.env_ids import make_env
-        from rlcode.video import record_video
+        from rlcode.run.video import record_video
 
         video_env = make_env(config.env_id, render_mode="rgb_array")
         single = lambda observation: run.act(observation[None], deterministic, generator)[0]  # noqa: E731

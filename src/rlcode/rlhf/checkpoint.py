@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlcode.checkpoints import (
+from rlcode.configs import config_from_dict, config_to_dict
+from rlcode.distributed import is_main_process
+from rlcode.run.checkpoints import (
     Checkpoint,
     capture_rng_state,
     load_checkpoint,
@@ -21,8 +23,6 @@ from rlcode.checkpoints import (
     restore_rng_state,
     save_checkpoint,
 )
-from rlcode.configs import config_from_dict, config_to_dict
-from rlcode.distributed import is_main_process
 
 
 def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -66,7 +66,7 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
         },
     )
     if not is_main_process():
-        from rlcode.checkpoints import checkpoint_path
+        from rlcode.run.checkpoints import checkpoint_path
 
         return checkpoint_path(directory)
     return save_checkpoint(directory, checkpoint)

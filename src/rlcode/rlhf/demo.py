@@ -68,8 +68,8 @@ def run_demo(
     stream: TextIO | None = None,
 ) -> list[dict[str, float]]:
     """Run the demo; returns one row per PPO step (the columns of ``COLUMNS``) and saves the trainer."""
-    from rlcode.metrics import MetricsLogger
     from rlcode.rlhf import PPOConfig, PPOTrainer, set_seed
+    from rlcode.run.metrics import MetricsLogger
 
     out = Path(out)
     say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))

@@ -25,7 +25,7 @@ __all__ = ["train", "evaluate", "load_run", "make_env", "exact_value"]
 
 def default_run_dir(config: TabularConfig) -> Path:
     """A new, empty ``runs/ALGO-ENV-seedN-TIMESTAMP-RANDOM``, created exclusively (unique per start)."""
-    from rlcode.run_dirs import create_default_run_dir
+    from rlcode.run.run_dirs import create_default_run_dir
 
     env = config.env.replace("/", "_").replace(":", "_")
     return create_default_run_dir(f"{config.algorithm}-{env}-seed{config.seed}")
@@ -55,13 +55,13 @@ def train(config: TabularConfig, run_dir: str | Path | None = None, quiet: bool 
           resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train ``config.algorithm`` on ``config.env``; save the Q-table and print the optimality table.
 
-    ``run_dir`` must not hold another run (``rlcode.run_dirs``); ``overwrite=True`` replaces rlcode's
+    ``run_dir`` must not hold another run (``rlcode.run.run_dirs``); ``overwrite=True`` replaces rlcode's
     files of an earlier one. Tabular runs take seconds and save once, at the end, so they have no
     resume: ``resume=True`` is refused with a message saying so.
     """
     from rlcode.configs import config_to_dict
-    from rlcode.metrics import MetricsLogger, output_names
-    from rlcode.run_dirs import RunDirError, check_run_dir, claim_run_dir, mark_finished, mode_of
+    from rlcode.run.metrics import MetricsLogger, output_names
+    from rlcode.run.run_dirs import RunDirError, check_run_dir, claim_run_dir, mark_finished, mode_of
 
     if resume:
         raise RunDirError("tabular runs cannot be resumed (they take seconds and save once, at their end); "
@@ -180,8 +180,8 @@ def env_returns(env: Any, act: Any, episodes: int, seed: int) -> np.ndarray:
 
 
 def _save(run_dir: Path, config: TabularConfig, q: np.ndarray, rng: np.ndarray, result: dict[str, Any]) -> None:
-    from rlcode.checkpoints import Checkpoint, capture_rng_state, save_checkpoint
     from rlcode.configs import config_to_dict
+    from rlcode.run.checkpoints import Checkpoint, capture_rng_state, save_checkpoint
 
     rng_json, _ = capture_rng_state()
     rng_json["td_stream"] = [int(word) for word in rng]
@@ -189,7 +189,7 @@ def _save(run_dir: Path, config: TabularConfig, q: np.ndarray, rng: np.ndarray, 
              "rng": rng_json, "result": {k: _finite_or_none(v) for k, v in result.items() if k != "run_dir"}}
     save_checkpoint(run_dir, Checkpoint(config=config_to_dict(config), tensors={"q_table": {"q_table": q}},
                                         state=state))
-    from rlcode.model_card import write_run_card
+    from rlcode.run.model_card import write_run_card
 
     write_run_card(run_dir, config.algorithm, config.env, config_to_dict(config), result)
 
@@ -201,8 +201,8 @@ def _finite_or_none(value: Any) -> Any:
 
 def load_run(run_dir: str | Path) -> tuple[TabularConfig, np.ndarray]:
     """The config and Q-table [S, A] of a tabular run directory."""
-    from rlcode.checkpoints import CheckpointError, load_checkpoint
     from rlcode.configs import config_from_dict
+    from rlcode.run.checkpoints import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(run_dir)
     algorithm = checkpoint.state.get("algorithm")
@@ -250,7 +250,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, deterministic: bo
         "success_rate": float((returns > 0).mean()) if is_frozen_lake(config.env) else None,
     }
     if video is not None:
-        from rlcode.video import record_video
+        from rlcode.run.video import record_video
 
         video_env = make_env(config, render_mode="rgb_array")
         result["video"] = str(record_video(video_env, lambda s: int(policy[int(s)]), video, episodes=1, seed=seed))

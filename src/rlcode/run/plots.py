@@ -23,7 +23,7 @@ import numpy as np
 
 from rlcode.errors import RunDataError, short_repr
 from rlcode.extras import require
-from rlcode.metrics import EPISODE_RETURN
+from rlcode.run.metrics import EPISODE_RETURN
 
 TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
 # Used when the asked metric is missing; tabular runs plot the exact value of their greedy policy.
@@ -57,7 +57,7 @@ def _matplotlib() -> Any:
 
 def read_run(run_dir: str | Path) -> Run:
     """Algorithm, env, config and state of a run directory written by `rlcode train`."""
-    from rlcode.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
+    from rlcode.run.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
 
     path = Path(run_dir)
     if checkpoint_path(path) == path and (path / "state.json").exists():
@@ -77,7 +77,7 @@ def read_run(run_dir: str | Path) -> Run:
 
 def _json_object(path: Path) -> dict[str, Any]:
     """A checkpoint's JSON file as a dict; a truncated or edited one is named, not a JSONDecodeError."""
-    from rlcode.checkpoints import CheckpointError
+    from rlcode.run.checkpoints import CheckpointError
 
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))

@@ -2,7 +2,7 @@
 
 ``run_sweep("ppo", env="CartPole-v1", seeds=5, grid={"learning_rate": [3e-4, 1e-3]})`` builds every
 config up front (unknown keys and bad values fail before anything runs), trains each one in its own
-run directory ``OUT/trials/NAME`` on the chosen backend (``sweep_backends``), appends each finished
+run directory ``OUT/trials/NAME`` on the chosen backend (``rlcode.sweeps.backends``), appends each finished
 record to ``OUT/results.jsonl`` at once, and summarises every grid point across seeds: mean, IQM
 (Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice") and a bootstrap CI of the IQM.
 Running the same sweep again into the same directory skips the trials that already finished.
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rlcode.configs import ConfigError, config_from_dict, config_to_dict, load_config_file
-from rlcode.sweep_backends import BACKENDS, RUNNERS, Trial, jsonable, require_ray, write_json_atomic
+from rlcode.sweeps.backends import BACKENDS, RUNNERS, Trial, jsonable, require_ray, write_json_atomic
 
 METRIC_PREFERENCE = ("eval/mean_return", "mean_return", "eval_mean_return", "final_return", "return")
 

@@ -25,7 +25,7 @@ from rlcode.extras import as_missing_extra, require
 
 MAX_MESSAGE = 1000  # characters of one error line; a message quoting a 100 kB env id is cut
 
-COMMAND_MODULES: list[str] = ["rlcode.sweep_commands", "rlcode.tabular.commands", "rlcode.plot_commands", "rlcode.rlhf.commands", "rlcode.tour"]
+COMMAND_MODULES: list[str] = ["rlcode.cli.sweep_commands", "rlcode.tabular.commands", "rlcode.cli.plot_commands", "rlcode.rlhf.commands", "rlcode.cli.tour"]
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def _resume_target(args: argparse.Namespace, config_class: type) -> str:
     """The run directory ``--resume`` continues, after checking that nothing asks for a different run."""
     import dataclasses
 
-    from rlcode.run_dirs import RunDirError
+    from rlcode.run.run_dirs import RunDirError
 
     if args.run_dir is not None and Path(args.run_dir).resolve() != Path(args.resume).resolve():
         raise RunDirError(f"--resume {args.resume} continues that directory; drop --run-dir {args.run_dir}.")
@@ -89,7 +89,7 @@ def _run_train(args: argparse.Namespace) -> int:
         require("tensorboard", "tensorboard", "TensorBoard logging (--tensorboard)")
     if args.wandb_project:
         require("wandb", "wandb", "W&B logging (--wandb-project)")
-    from rlcode.metrics import set_defaults
+    from rlcode.run.metrics import set_defaults
 
     set_defaults(tensorboard=args.tensorboard, wandb_project=args.wandb_project)
     try:
@@ -126,7 +126,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 def run_algorithm(run_dir: str | Path) -> str:
     """The algorithm name recorded in a run directory's (last complete) checkpoint."""
-    from rlcode.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
+    from rlcode.run.checkpoints import CheckpointError, checkpoint_path, find_checkpoint
 
     try:
         state_path = find_checkpoint(run_dir) / "state.json"
@@ -204,7 +204,7 @@ def _one_line(message: str) -> str:
 
 def _user_error_code(error: BaseException) -> int | None:
     """The exit code of an error meant for users (printed as one line), or None for a bug."""
-    from rlcode.checkpoints import CheckpointError
+    from rlcode.run.checkpoints import CheckpointError
 
     if isinstance(error, UserError):
         return error.exit_code

@@ -11,7 +11,7 @@ cleans up. ``state.json`` records the SHA-256 of every file, so a
 truncated or tampered file is reported as such instead of failing deep inside a tensor loader.
 
 A save replaces only an rlcode checkpoint: a ``checkpoint`` folder without an rlcode ``state.json``
-is the user's, and ``save_checkpoint`` refuses to touch it (see ``rlcode.run_dirs``).
+is the user's, and ``save_checkpoint`` refuses to touch it (see ``rlcode.run.run_dirs``).
 Loading uses json and safetensors only, never pickle or ``torch.load``.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rlcode.metrics import EPISODE_RETURN
+from rlcode.run.metrics import EPISODE_RETURN
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from rlcode.plots import plot_runs
+    from rlcode.run.plots import plot_runs
 
     for path in plot_runs(args.run_dirs, args.out, args.metric):
         print(path)
@@ -48,7 +48,7 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from rlcode.hub import push_to_hub
+    from rlcode.run.hub import push_to_hub
 
     print(push_to_hub(args.run_dir, args.repo_id, token=args.token, private=args.private))
     return 0

@@ -269,7 +269,7 @@ def truncate_metrics(run_dir: str | Path, last_step: float) -> None:
     steps = [_step_of(line) for line in lines]
     kept = [line for line, step in zip(lines, steps) if step is not None and step <= last_step]
     if len(kept) != len(lines):
-        from rlcode.model_card import write_text_atomic
+        from rlcode.run.model_card import write_text_atomic
 
         write_text_atomic(path, "".join(line + "\n" for line in kept))
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlcode.checkpoints import CheckpointError, find_checkpoint
 from rlcode.extras import require
-from rlcode.model_card import CARD_NAME, REPO_PLACEHOLDER, write_text_atomic
+from rlcode.run.checkpoints import CheckpointError, find_checkpoint
+from rlcode.run.model_card import CARD_NAME, REPO_PLACEHOLDER, write_text_atomic
 
 # Temp files of interrupted atomic writes, caches and TensorBoard's lock-free leftovers stay local.
 IGNORE_PATTERNS = [".*", "**/.*", "__pycache__", "**/__pycache__", "*.tmp"]

@@ -53,7 +53,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:  # 0 used to mean "all CPUs" without saying so
         raise ConfigError(f"--workers {args.workers} is invalid: allowed an integer >= 1; omit --workers to use "
                           "every CPU, or pass how many trials may run at once.")
-    from rlcode.sweeps import parse_assignment, print_summary, run_sweep, split_grid_values
+    from rlcode.sweeps.sweeps import parse_assignment, print_summary, run_sweep, split_grid_values
 
     cls = config_class(args.algorithm)
     grid: dict[str, list[str]] = {}

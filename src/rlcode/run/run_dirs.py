@@ -79,14 +79,14 @@ def read_marker(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def _is_rlcode_card(path: Path) -> bool:
-    from rlcode.model_card import is_rlcode_card
+    from rlcode.run.model_card import is_rlcode_card
 
     return is_rlcode_card(path)
 
 
 def _legacy_files(run_dir: Path) -> list[str] | None:
     """Files of a run written before markers existed: only if its checkpoint is an rlcode checkpoint."""
-    from rlcode.checkpoints import is_rlcode_checkpoint
+    from rlcode.run.checkpoints import is_rlcode_checkpoint
 
     if not is_rlcode_checkpoint(run_dir / "checkpoint"):
         return None
@@ -153,7 +153,7 @@ def _remove_owned(run_dir: Path, owned: Iterable[str]) -> None:
 def _write_marker(run_dir: Path, marker: dict[str, Any], exclusive: bool) -> None:
     text = json.dumps(marker, indent=2)
     if not exclusive:
-        from rlcode.model_card import write_text_atomic
+        from rlcode.run.model_card import write_text_atomic
 
         write_text_atomic(run_dir / MARKER, text)
         return

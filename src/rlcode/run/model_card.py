@@ -3,8 +3,8 @@
 The metadata follows the cards of the Hugging Face Deep RL course and Stable-Baselines3
 (``library_name``, ``tags``, and a ``model-index`` whose ``mean_reward`` reads "mean +/- std"),
 so the Hub shows the evaluation result and the RL leaderboard can read it. The card is written
-offline and atomically; ``rlcode.hub.push_to_hub`` uploads it with the checkpoint. It never
-replaces a README.md that is not an rlcode card (``rlcode.run_dirs`` refuses such a run directory
+offline and atomically; ``rlcode.run.hub.push_to_hub`` uploads it with the checkpoint. It never
+replaces a README.md that is not an rlcode card (``rlcode.run.run_dirs`` refuses such a run directory
 before any work; this is the last line of defence for direct calls).
 """
 
