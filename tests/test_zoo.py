@@ -8,7 +8,7 @@ import pytest
 
 from rlcode.algorithms import config_class
 from rlcode.configs import ConfigError, config_from_dict, load_config_file
-from rlcode.policy_gradient.zoo import load_yaml_config, parse_kwargs
+from rlcode.policy_gradient.zoo import CONFIG_READERS, load_yaml_config, parse_kwargs
 
 pg_config = pytest.importorskip("rlcode.policy_gradient.config")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -40,7 +40,7 @@ def test_zoo_cartpole_entry_becomes_a_ppo_config(tmp_path):
     path = _write(tmp_path, ZOO_CARTPOLE)
     values = load_yaml_config(path)
     assert values["env_id"] == "CartPole-v1"
-    config = config_from_dict(pg_config.PPOConfig, load_config_file(path))  # the --config route
+    config = config_from_dict(pg_config.PPOConfig, load_config_file(path, readers=CONFIG_READERS))  # --config
     assert (config.num_envs, config.num_steps, config.minibatch_size, config.num_epochs) == (8, 32, 256, 20)
     assert (config.total_timesteps, config.gamma, config.gae_lambda, config.entropy_coef) == (
         100_000,
@@ -171,3 +171,15 @@ def test_every_shipped_config_loads_into_its_class(path):
     config = config_from_dict(cls, values, source=str(path))
     env_id = getattr(config, "env_id", None) or config.env
     assert path.stem == env_id
+
+
+def test_yaml_is_read_by_the_tier_that_hands_in_its_reader(tmp_path):
+    """rlcode.configs imports no tier: YAML is read only through the readers the registry hands in."""
+    from rlcode.algorithms import get_algorithm
+
+    path = _write(tmp_path, ZOO_CARTPOLE)
+    with pytest.raises(ConfigError, match=r"unknown suffix; use \.toml, \.json\."):
+        load_config_file(path)
+    assert get_algorithm("ppo").readers() == CONFIG_READERS
+    assert get_algorithm("qlearning").readers() == {}
+    assert load_config_file(path, readers=get_algorithm("a2c").readers())["env_id"] == "CartPole-v1"

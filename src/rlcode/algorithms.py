@@ -7,8 +7,11 @@ import torch or transformers.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rlcode.configs import ConfigReader
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,22 @@ class Algorithm:
     train: str  # "module:function", train(config, run_dir=None, quiet=False) -> dict
     evaluate: str  # "module:function", evaluate(run_dir, episodes, deterministic, seed, video, quiet) -> dict
     summary: str
+    # "module:NAME" of a {suffix: reader} mapping for config files beyond TOML and JSON (rl-zoo YAML for
+    # the policy-gradient tier); ``rlcode.configs.load_config_file`` takes it, so configs imports no tier.
+    config_readers: str = ""
 
     def load(self, attribute: str) -> Any:
         module_name, _, name = getattr(self, attribute).partition(":")
         return getattr(importlib.import_module(module_name), name)
 
+    def readers(self) -> Mapping[str, ConfigReader]:
+        """The extra config-file readers of this algorithm's tier, by suffix (none for most tiers)."""
+        return self.load("config_readers") if self.config_readers else {}
+
 
 _TABULAR = "rlcode.tabular"
 _PG = "rlcode.policy_gradient"
+_ZOO = f"{_PG}.zoo:CONFIG_READERS"
 ALGORITHMS: dict[str, Algorithm] = {
     algo.name: algo
     for algo in [
@@ -36,11 +47,11 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("expected-sarsa", f"{_TABULAR}.config:ExpectedSarsaConfig", f"{_TABULAR}.train:train",
                   f"{_TABULAR}.train:evaluate", "tabular expected SARSA"),
         Algorithm("reinforce", f"{_PG}.config:ReinforceConfig", f"{_PG}.train:train",
-                  f"{_PG}.train:evaluate", "REINFORCE with optional learned baseline"),
+                  f"{_PG}.train:evaluate", "REINFORCE with optional learned baseline", _ZOO),
         Algorithm("a2c", f"{_PG}.config:A2CConfig", f"{_PG}.train:train",
-                  f"{_PG}.train:evaluate", "advantage actor-critic with n-step returns"),
+                  f"{_PG}.train:evaluate", "advantage actor-critic with n-step returns", _ZOO),
         Algorithm("ppo", f"{_PG}.config:PPOConfig", f"{_PG}.train:train",
-                  f"{_PG}.train:evaluate", "proximal policy optimisation (clipped surrogate, GAE)"),
+                  f"{_PG}.train:evaluate", "proximal policy optimisation (clipped surrogate, GAE)", _ZOO),
     ]
 }
 

@@ -15,7 +15,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -189,13 +189,23 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
-def load_config_file(path: str | Path, config_class: type | None = None) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a flat dict (a [section] table with one entry is unwrapped)."""
+# A tier's reader of its own config-file format (the policy-gradient tier reads rl-zoo YAML):
+# reader(path, config_class) -> flat dict of field values. Tiers hand theirs in through the algorithm
+# registry (``Algorithm.config_readers``), so that this module imports no tier.
+ConfigReader = Callable[[Path, "type | None"], dict[str, Any]]
+
+
+def load_config_file(
+    path: str | Path, config_class: type | None = None, readers: Mapping[str, ConfigReader] | None = None
+) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a flat dict; ``readers`` add other suffixes (".yaml": ...)."""
     path = Path(path)
+    readers = {suffix.lower(): reader for suffix, reader in (readers or {}).items()}
+    kinds = ", ".join([".toml", ".json", *sorted(readers)])
     if path.is_dir():
-        raise ConfigError(f"config file {str(path)!r} is a directory; pass the path of a .toml, .json or .yaml file.")
+        raise ConfigError(f"config file {str(path)!r} is a directory; pass the path of a {kinds} file.")
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a .toml or .json file.")
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a {kinds} file.")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
@@ -211,12 +221,10 @@ def load_config_file(path: str | Path, config_class: type | None = None) -> dict
             data = json.loads(read_config_text(path))
         except json.JSONDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
-    elif suffix in (".yml", ".yaml"):
-        from rlcode.policy_gradient.zoo import load_yaml_config
-
-        data = load_yaml_config(path, config_class)
+    elif suffix in readers:
+        data = readers[suffix](path, config_class)
     else:
-        raise ConfigError(f"config file {str(path)!r} has an unknown suffix; use .toml, .json or .yaml.")
+        raise ConfigError(f"config file {str(path)!r} has an unknown suffix; use {kinds}.")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of key = value pairs.")
     return data
@@ -255,9 +263,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(_flag(f.name), default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace, config_file: str | Path | None = None) -> C:
+def config_from_args(
+    cls: type[C],
+    args: argparse.Namespace,
+    config_file: str | Path | None = None,
+    readers: Mapping[str, ConfigReader] | None = None,
+) -> C:
     """File values first, then the flags the user actually gave on the command line."""
-    data: dict[str, Any] = dict(load_config_file(config_file, cls)) if config_file else {}
+    data: dict[str, Any] = dict(load_config_file(config_file, cls, readers)) if config_file else {}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for name in names:
         if hasattr(args, name):

@@ -83,7 +83,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir, config = _resume_target(args, algo.load("config")), None
     else:
-        run_dir, config = args.run_dir, config_from_args(algo.load("config"), args, args.config)
+        run_dir, config = args.run_dir, config_from_args(algo.load("config"), args, args.config, algo.readers())
     # Asked-for loggers must be installed before any work (the library itself only warns about wandb).
     if args.tensorboard:
         require("tensorboard", "tensorboard", "TensorBoard logging (--tensorboard)")

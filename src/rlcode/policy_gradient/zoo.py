@@ -28,6 +28,14 @@ import yaml
 
 from rlcode.configs import ConfigError, read_config_text
 from rlcode.errors import short_repr, shorten
+from rlcode.policy_gradient.config import (
+    ZOO_IGNORED,
+    ZOO_KEYS,
+    ZOO_VALUES,
+    A2CConfig,
+    PPOConfig,
+    ReinforceConfig,
+)
 
 # A zoo value "lin_X" sets the field to X and its schedule field to "linear"; a number sets "constant".
 SCHEDULE_FIELDS = {"learning_rate": "lr_schedule", "clip_range": "clip_range_schedule"}
@@ -40,14 +48,10 @@ VEC_NORMALIZE_KEYS = {"norm_obs": "normalize_observations", "norm_reward": "norm
 
 
 def _zoo_tables() -> tuple[Mapping[str, Any], Mapping[str, Mapping[Any, Any]], frozenset[str]]:
-    from rlcode.policy_gradient.config import ZOO_IGNORED, ZOO_KEYS, ZOO_VALUES
-
     return ZOO_KEYS, ZOO_VALUES, ZOO_IGNORED
 
 
 def _default_config_classes() -> list[type]:
-    from rlcode.policy_gradient.config import A2CConfig, PPOConfig, ReinforceConfig
-
     return [PPOConfig, A2CConfig, ReinforceConfig]
 
 
@@ -267,3 +271,8 @@ def load_yaml_config(path: str | Path, config_class: type | None = None) -> dict
         raise ConfigError(f"config file {str(path)!r}, entry {short_repr(env_id)}: {error}") from None
     config[env_field] = env_id
     return config
+
+
+# The config-file suffixes this tier adds to TOML and JSON; the algorithm registry hands them to
+# ``rlcode.configs.load_config_file`` (``Algorithm.config_readers``).
+CONFIG_READERS = {".yml": load_yaml_config, ".yaml": load_yaml_config}

@@ -109,11 +109,12 @@ def build_configs(
     config_file: str | Path | None = None,
 ) -> tuple[list[Any], list[str]]:
     """Every config of the sweep, built and validated now, and the grid keys that name its trials."""
-    from rlcode.algorithms import config_class
+    from rlcode.algorithms import get_algorithm
 
-    cls = config_class(algorithm)
+    algo = get_algorithm(algorithm)
+    cls = algo.load("config")
     fields = {f.name for f in dataclasses.fields(cls)}
-    base: dict[str, Any] = dict(load_config_file(config_file)) if config_file else {}
+    base: dict[str, Any] = dict(load_config_file(config_file, cls, algo.readers())) if config_file else {}
     if env is not None:
         env_field = next((name for name in ("env_id", "env") if name in fields), None)
         if env_field is None:
