@@ -107,9 +107,9 @@ def test_train_logger_flags_without_their_package_fail_before_work(
 
 
 def _call_plots() -> None:
-    from rlcode.run.plots import _matplotlib
+    from rlcode.run.plots import load_pyplot
 
-    _matplotlib()
+    load_pyplot()
 
 
 def _call_video() -> None:

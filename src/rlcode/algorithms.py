@@ -24,6 +24,9 @@ class Algorithm:
     # "module:NAME" of a {suffix: reader} mapping for config files beyond TOML and JSON (rl-zoo YAML for
     # the policy-gradient tier); ``rlcode.configs.load_config_file`` takes it, so configs imports no tier.
     config_readers: str = ""
+    # "module:function" drawing a tier's own figures of one run for ``rlcode plot``:
+    # figures(run: rlcode.run.plots.Run, out_dir: Path) -> list[Path]; "" for none.
+    figures: str = ""
 
     def load(self, attribute: str) -> Any:
         module_name, _, name = getattr(self, attribute).partition(":")
@@ -35,17 +38,18 @@ class Algorithm:
 
 
 _TABULAR = "rlcode.tabular"
+_FIGURES = f"{_TABULAR}.figures:run_figures"
 _PG = "rlcode.policy_gradient"
 _ZOO = f"{_PG}.zoo:CONFIG_READERS"
 ALGORITHMS: dict[str, Algorithm] = {
     algo.name: algo
     for algo in [
         Algorithm("qlearning", f"{_TABULAR}.config:QLearningConfig", f"{_TABULAR}.train:train",
-                  f"{_TABULAR}.train:evaluate", "tabular Q-learning (off-policy TD control)"),
+                  f"{_TABULAR}.train:evaluate", "tabular Q-learning (off-policy TD control)", figures=_FIGURES),
         Algorithm("sarsa", f"{_TABULAR}.config:SarsaConfig", f"{_TABULAR}.train:train",
-                  f"{_TABULAR}.train:evaluate", "tabular SARSA (on-policy TD control)"),
+                  f"{_TABULAR}.train:evaluate", "tabular SARSA (on-policy TD control)", figures=_FIGURES),
         Algorithm("expected-sarsa", f"{_TABULAR}.config:ExpectedSarsaConfig", f"{_TABULAR}.train:train",
-                  f"{_TABULAR}.train:evaluate", "tabular expected SARSA"),
+                  f"{_TABULAR}.train:evaluate", "tabular expected SARSA", figures=_FIGURES),
         Algorithm("reinforce", f"{_PG}.config:ReinforceConfig", f"{_PG}.train:train",
                   f"{_PG}.train:evaluate", "REINFORCE with optional learned baseline", _ZOO),
         Algorithm("a2c", f"{_PG}.config:A2CConfig", f"{_PG}.train:train",

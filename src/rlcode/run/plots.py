@@ -1,11 +1,11 @@
-"""PNG figures of run directories: learning curves across seeds, and FrozenLake policies and values.
+"""PNG figures of run directories: learning curves across seeds, and each tier's own figures.
 
 Runs are grouped by environment and algorithm (read from ``checkpoint/config.json`` and
 ``state.json``); each environment gets one figure with, per algorithm, the mean curve over seeds
 and a 95 % bootstrap confidence band of that mean (seeds resampled, on a common step grid).
-Tabular FrozenLake runs also get the map with the learned greedy policy beside an optimal
-stationary one, and the exact state values of the learned policy as a heat map. matplotlib runs
-with the Agg backend (no display).
+A tier can add figures of one run (``Algorithm.figures`` in the registry: the tabular tier draws
+FrozenLake policies and values in ``rlcode.tabular.figures``); this module imports no tier.
+matplotlib runs with the Agg backend (no display).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from rlcode.algorithms import ALGORITHMS
 from rlcode.errors import RunDataError, short_repr
 from rlcode.extras import require
 from rlcode.run.metrics import EPISODE_RETURN
 
-TABULAR_ALGORITHMS = ("qlearning", "sarsa", "expected-sarsa")
-# Used when the asked metric is missing; tabular runs plot the exact value of their greedy policy.
-FALLBACK_METRICS = ("value/exact_value", "eval/mean_return")
+# Used when the asked metric is missing; runs that log it (the tabular tier) plot the exact value of
+# their greedy policy first: it is exact, not the noisy ε-greedy training return.
+EXACT_VALUE = "value/exact_value"
+FALLBACK_METRICS = (EXACT_VALUE, "eval/mean_return")
 GRID_POINTS = 200
 BOOTSTRAP_RESAMPLES = 2000
 SEED_KEYS = ("seed",)  # config keys that tell seeds apart; runs equal in all others are one curve
-ARROWS = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}  # FrozenLake: left, down, right, up as (dx, dy)
-TILE_COLOURS = {"S": "#cfe8ff", "F": "#eef6ff", "H": "#30475e", "G": "#8fd694"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class Run:
     records: list[dict[str, Any]] = field(default_factory=list, compare=False)  # metrics.jsonl, read once
 
 
-def _matplotlib() -> Any:
+def load_pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or MissingExtra naming the plots extra."""
     matplotlib = require("matplotlib", "plots", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -161,7 +162,7 @@ def mean_and_band(
     return grid, stacked.mean(axis=0), band_low, band_high
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
@@ -173,9 +174,7 @@ def _metric_for(runs: list[Run], metric: str) -> str:
     records = [run.records for run in runs]
     candidates: tuple[str, ...] = (metric,)
     if metric == EPISODE_RETURN:
-        candidates = (metric, *FALLBACK_METRICS)
-        if all(run.algorithm in TABULAR_ALGORITHMS for run in runs):
-            candidates = ("value/exact_value", *candidates)  # exact, not the noisy ε-greedy training return
+        candidates = (EXACT_VALUE, metric, *FALLBACK_METRICS)  # exact_value only where every run logged it
     for candidate in candidates:
         if all(curve(r, candidate)[0].size for r in records):
             return candidate
@@ -212,7 +211,7 @@ def group_runs(runs: list[Run]) -> dict[str, dict[str, list[Run]]]:
 
 def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_RETURN) -> list[Path]:
     """One PNG per env: per algorithm and setting, every seed thin and the mean with its 95 % band."""
-    plt = _matplotlib()
+    plt = load_pyplot()
     from matplotlib.ticker import EngFormatter
 
     written = []
@@ -241,7 +240,7 @@ def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_R
                     label=f"{name}: 95% bootstrap CI of the mean",
                 )
             optimum = _optimum(group)
-            if optimum is not None and group_metric == "value/exact_value":
+            if optimum is not None and group_metric == EXACT_VALUE:
                 axes.axhline(
                     optimum, color=colour, linestyle="--", linewidth=1, label="best stationary policy"
                 )
@@ -253,7 +252,7 @@ def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_R
         axes.legend(loc="best", fontsize=8)
         figure.tight_layout()
         metric_names = "+".join(name.replace("/", "-") for name in sorted(shown_metrics))
-        path = out_dir / f"{_slug(env)}-{_slug(metric_names)}.png"
+        path = out_dir / f"{slug(env)}-{slug(metric_names)}.png"
         figure.savefig(path)
         plt.close(figure)
         written.append(path)
@@ -263,129 +262,6 @@ def plot_learning_curves(runs: list[Run], out_dir: Path, metric: str = EPISODE_R
 def _optimum(group: list[Run]) -> float | None:
     values = [run.state.get("result", {}).get("optimum_stationary") for run in group]
     return float(values[0]) if values and values[0] is not None else None
-
-
-def _is_frozen_lake(run: Run) -> bool:
-    return run.algorithm in TABULAR_ALGORITHMS and run.env.split("/")[-1].startswith("FrozenLake")
-
-
-def plot_frozen_lake(run: Run, out_dir: Path) -> Path:
-    """Learned greedy policy | an optimal stationary policy | exact values of the learned policy."""
-    from rlcode.tabular import planning
-    from rlcode.tabular.envs import episode_horizon, transition_table
-    from rlcode.tabular.td_learning import greedy_policy
-    from rlcode.tabular.train import load_run, make_env
-
-    config, q = load_run(run.path)
-    env = make_env(config)
-    table, horizon = transition_table(env), episode_horizon(env)
-    if table is None:
-        raise ValueError(
-            f"{run.env} has no transition table (env.unwrapped.P); cannot draw its exact values."
-        )
-    desc = np.asarray(env.unwrapped.desc).astype(str)  # [rows, cols] of S/F/H/G
-    env.close()
-    learned = greedy_policy(q)
-    best = planning.optimum(table, 1.0, horizon)
-    values = planning.evaluate_policy(table, learned, 1.0, horizon)  # [S] exact, under the time limit
-    learned_value = planning.start_value(table, values)
-
-    plt = _matplotlib()
-    rows, cols = desc.shape
-    size = 3.2 if rows <= 4 else 4.2
-    figure, axes = plt.subplots(1, 3, figsize=(3 * size + 1.2, size + 1.1), dpi=120, layout="constrained")
-    differs = learned != best.policy
-    _draw_policy(axes[0], desc, learned, differs, f"learned greedy policy\nexact value {learned_value:.4f}")
-    _draw_policy(
-        axes[1], desc, best.policy, differs, f"optimal stationary policy\nexact value {best.stationary:.4f}"
-    )
-    limit = f" ({horizon}-step limit)" if horizon else ""
-    _draw_values(figure, axes[2], desc, values, f"exact state values of the\nlearned policy{limit}")
-    slippery = "slippery" if config.slippery else "not slippery"
-    title = f"{run.algorithm} on {run.env} {rows}x{cols}, {slippery}: {run.path.name}"
-    if differs.any():
-        title += "\norange squares: the policies differ there (ties can make both optimal)"
-    figure.suptitle(title, fontsize=10)
-    path = out_dir / f"{_slug(run.path.name)}-policy.png"
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def _draw_map(axes: Any, desc: np.ndarray, letters: bool = True) -> None:
-    from matplotlib.patches import Rectangle
-
-    rows, cols = desc.shape
-    for r in range(rows):
-        for c in range(cols):
-            axes.add_patch(Rectangle((c, r), 1, 1, facecolor=TILE_COLOURS[desc[r, c]], edgecolor="white"))
-            if letters and desc[r, c] in "SG":
-                axes.text(c + 0.1, r + 0.22, desc[r, c], fontsize=8, fontweight="bold", color="#333333")
-    axes.set_xlim(0, cols)
-    axes.set_ylim(rows, 0)  # row 0 at the top, as gymnasium draws the lake
-    axes.set_aspect("equal")
-    axes.set_xticks([])
-    axes.set_yticks([])
-
-
-def _draw_policy(axes: Any, desc: np.ndarray, policy: np.ndarray, differs: np.ndarray, title: str) -> None:
-    from matplotlib.patches import Rectangle
-
-    _draw_map(axes, desc)
-    rows, cols = desc.shape
-    for state, action in enumerate(policy):
-        r, c = divmod(state, cols)
-        if desc[r, c] in "HG":  # terminal: no action is ever taken there
-            continue
-        if differs[state]:
-            axes.add_patch(
-                Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, edgecolor="#f28e2b", linewidth=2)
-            )
-        dx, dy = ARROWS[int(action)]
-        axes.annotate(
-            "",
-            xy=(c + 0.5 + 0.3 * dx, r + 0.5 + 0.3 * dy),
-            xytext=(c + 0.5 - 0.3 * dx, r + 0.5 - 0.3 * dy),
-            arrowprops={"arrowstyle": "-|>", "color": "#1f3b57", "linewidth": 1.8},
-        )
-    axes.set_title(title, fontsize=9)
-
-
-def _draw_values(figure: Any, axes: Any, desc: np.ndarray, values: np.ndarray, title: str) -> None:
-    """Heat map of the values of non-terminal states; holes and goals keep their map colours."""
-    rows, cols = desc.shape
-    terminal = np.isin(desc, ["H", "G"])
-    grid = np.ma.masked_array(values.reshape(rows, cols), mask=terminal)
-    _draw_map(axes, desc, letters=False)
-    top = max(1e-9, float(grid.max()))
-    image = axes.imshow(grid, cmap="viridis", vmin=0.0, vmax=top, extent=(0, cols, rows, 0), zorder=2)
-    for r in range(rows):
-        for c in range(cols):
-            if terminal[r, c]:
-                axes.text(
-                    c + 0.5,
-                    r + 0.5,
-                    desc[r, c],
-                    ha="center",
-                    va="center",
-                    color="white" if desc[r, c] == "H" else "#1b4d1b",
-                    zorder=3,
-                )
-                continue
-            colour = "white" if grid[r, c] < 0.6 * top else "black"
-            size = 8 if cols <= 4 else 6
-            axes.text(
-                c + 0.5,
-                r + 0.5,
-                f"{grid[r, c]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=size,
-                color=colour,
-                zorder=3,
-            )
-    axes.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
 
 
 def plot_runs(
@@ -403,9 +279,12 @@ def plot_runs(
     runs = [replace(run, records=read_records(run.path)) for run in runs]
     for run in runs:  # every named metric is checked before the output folder appears
         _metric_for([run], metric)
-    _matplotlib()  # a missing plots extra fails before the output folder appears
+    load_pyplot()  # a missing plots extra fails before the output folder appears
     out = Path(out_dir) if out_dir is not None else runs[0].path.parent / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = plot_learning_curves(runs, out, metric)
-    written += [plot_frozen_lake(run, out) for run in runs if _is_frozen_lake(run)]
+    for run in runs:  # the figures a run's tier draws of it (FrozenLake policies for the tabular tier)
+        algo = ALGORITHMS.get(run.algorithm)
+        if algo is not None and algo.figures:
+            written += algo.load("figures")(run, out)
     return written
