@@ -29,7 +29,7 @@ _KILL_SAVE = textwrap.dedent(
     saves = [0]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
     real_save, real_json, real_fsync, real_rename, real_rmtree = (
-        ck.save_checkpoint, ck._write_json, ck._fsync_path, os.rename, shutil.rmtree)
+        ck.save_checkpoint, ck._write_json, ck.fsync_path, os.rename, shutil.rmtree)
     renames = [0]
 
     def armed():
@@ -63,7 +63,7 @@ _KILL_SAVE = textwrap.dedent(
             die()
         real_rmtree(path, *args, **kwargs)
 
-    ck.save_checkpoint, ck._write_json, ck._fsync_path, ck.os.rename, ck.shutil.rmtree = (
+    ck.save_checkpoint, ck._write_json, ck.fsync_path, ck.os.rename, ck.shutil.rmtree = (
         save_checkpoint, write_json, fsync_path, rename, rmtree)
     import rlcode.policy_gradient.train  # noqa: F401  (binds save_checkpoint lazily, inside save())
     main(["train", "ppo", "--run-dir", run_dir, "--save-every", "1", *flags])

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from rlcode.run.atomic import fsync_path
+
 FORMAT_VERSION = 1
 CHECKPOINT_DIRNAME = "checkpoint"
 Tensors = dict[str, Any]  # name -> torch.Tensor or np.ndarray
@@ -115,14 +117,6 @@ def _write_tensors(path: Path, tensors: Tensors) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False))
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -212,14 +206,14 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
         state[STATE_DIGEST_KEY] = state_digest(state)
         _write_json(temporary / "state.json", state)
         for path in temporary.iterdir():
-            _fsync_path(path)
-        _fsync_path(temporary)
+            fsync_path(path)
+        fsync_path(temporary)
         if target.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             previous.rmdir()
             os.rename(target, previous)
         os.rename(temporary, target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
         # the new checkpoint is complete: drop the previous one and leftovers of interrupted saves
         for stale in _stale(target):
             shutil.rmtree(stale, ignore_errors=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from rlcode.extras import require
+from rlcode.run.atomic import write_text_atomic
 from rlcode.run.checkpoints import CheckpointError, find_checkpoint
-from rlcode.run.model_card import CARD_NAME, REPO_PLACEHOLDER, write_text_atomic
+from rlcode.run.model_card import CARD_NAME, REPO_PLACEHOLDER
 
 # Temp files of interrupted atomic writes, caches and TensorBoard's lock-free leftovers stay local.
 IGNORE_PATTERNS = [".*", "**/.*", "__pycache__", "**/__pycache__", "*.tmp"]

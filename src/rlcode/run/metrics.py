@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlcode.extras import install_command, require
+from rlcode.run.atomic import write_text_atomic
 
 EPISODE_RETURN = "rollout/episode_return"
 VOCABULARY: dict[str, str] = {
@@ -269,8 +270,6 @@ def truncate_metrics(run_dir: str | Path, last_step: float) -> None:
     steps = [_step_of(line) for line in lines]
     kept = [line for line, step in zip(lines, steps) if step is not None and step <= last_step]
     if len(kept) != len(lines):
-        from rlcode.run.model_card import write_text_atomic
-
         write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rlcode.run.atomic import write_text_atomic
 
 CARD_NAME = "README.md"
 REPO_PLACEHOLDER = "YOUR_USER/YOUR_REPO"  # replaced by push_to_hub with the real repository id
@@ -141,27 +141,6 @@ def render_model_card(
             f"| metric | value |\n| --- | --- |\n{rows}\n",
         ]
     return "\n".join(sections)
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a sibling temp file, fsync, then rename over ``path``: readers never see half a file."""
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, _default_mode())  # mkstemp makes 0600 files; a card is for sharing
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_model_card(

@@ -44,11 +44,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlcode.configs import ConfigError
+from rlcode.run.atomic import temporary_pattern, write_text_atomic
 
 MARKER = ".rlcode-run.json"
 MARKER_VERSION = 1
 CORE_FILES = ("checkpoint", "metrics.jsonl", "README.md")
-TEMPORARY_PATTERNS = (".checkpoint.tmp-*", ".checkpoint.old-*", ".README.md.*.tmp", f"{MARKER}.*.tmp")
+TEMPORARY_PATTERNS = (".checkpoint.tmp-*", ".checkpoint.old-*", temporary_pattern("README.md"), temporary_pattern(MARKER))
 Mode = Literal["new", "resume", "overwrite"]
 
 
@@ -153,8 +154,6 @@ def _remove_owned(run_dir: Path, owned: Iterable[str]) -> None:
 def _write_marker(run_dir: Path, marker: dict[str, Any], exclusive: bool) -> None:
     text = json.dumps(marker, indent=2)
     if not exclusive:
-        from rlcode.run.model_card import write_text_atomic
-
         write_text_atomic(run_dir / MARKER, text)
         return
     try:  # O_EXCL: of two runs started into one directory at the same moment, one is refused

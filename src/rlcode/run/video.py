@@ -8,8 +8,6 @@ renamed into place only once it is complete.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +15,9 @@ from typing import Any
 import numpy as np
 
 from rlcode.extras import require
+from rlcode.run.atomic import replace_file
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _check_writer(suffix: str) -> None:
@@ -131,13 +124,4 @@ def record_video(
         path.parent.mkdir(parents=True, exist_ok=True)
 
     write = _write_gif if suffix == ".gif" else _write_mp4
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        write(_frames(env, act, episodes, seed), temp, fps)
-        os.chmod(temp, _default_mode())  # mkstemp makes 0600 files
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    return replace_file(path, lambda temporary: write(_frames(env, act, episodes, seed), temporary, fps), suffix)

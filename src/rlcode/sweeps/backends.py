@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcode.extras import missing_extra, require
+from rlcode.run.atomic import write_json_atomic
 
 BACKENDS = ("serial", "local", "ray")
 OnRecord = Callable[[dict[str, Any]], None]
@@ -45,15 +46,6 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy and torch scalars/arrays
         return jsonable(value.tolist())
     return str(value)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w") as handle:
-        handle.write(json.dumps(data, indent=2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _single_thread() -> None:

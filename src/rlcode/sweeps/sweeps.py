@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from rlcode.configs import ConfigError, config_from_dict, config_to_dict, load_config_file
-from rlcode.sweeps.backends import BACKENDS, RUNNERS, Trial, jsonable, require_ray, write_json_atomic
+from rlcode.run.atomic import write_json_atomic
+from rlcode.sweeps.backends import BACKENDS, RUNNERS, Trial, jsonable, require_ray
 
 METRIC_PREFERENCE = ("eval/mean_return", "mean_return", "eval_mean_return", "final_return", "return")
 
