@@ -25,7 +25,7 @@ from typing import Any
 
 
 def child(args: argparse.Namespace) -> None:
-    from rlcode.sweeps.sweeps import run_sweep
+    from rlcode.sweeps import run_sweep
 
     start = time.perf_counter()
     result = run_sweep("ppo", "CartPole-v1", args.seeds, overrides={"total_timesteps": args.timesteps},

@@ -45,7 +45,7 @@ def temporary_pattern(name: str, suffix: str = TEMPORARY_SUFFIX) -> str:
     return f"{_hidden(name)}.*{suffix}"
 
 
-def replace_file(path: str | Path, write: Callable[[Path], None], suffix: str = TEMPORARY_SUFFIX) -> Path:
+def replace_file(path: str | Path, write: Callable[[Path], object], suffix: str = TEMPORARY_SUFFIX) -> Path:
     """Make ``path`` what ``write(temporary)`` writes, atomically; return ``path``.
 
     ``write`` gets a fresh empty sibling file; ``suffix`` is its name's end (a video writer picks
