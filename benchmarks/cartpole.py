@@ -161,20 +161,19 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
     """Where rlcode's training time goes: each phase of PolicyGradientRun.step timed on its own."""
     import torch
 
-    from rlcode.policy_gradient import a2c, ppo
     from rlcode.policy_gradient.config import A2CConfig, PPOConfig
     from rlcode.policy_gradient.optim import scheduled, set_learning_rate
-    from rlcode.policy_gradient.rollout import with_policy_outputs
-    from rlcode.policy_gradient.train import PolicyGradientRun
+    from rlcode.policy_gradient.train import UPDATES, PolicyGradientRun
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
     config: Any = PPOConfig(seed=seed) if algo == "ppo" else A2CConfig(seed=seed)  # the defaults are the zoo's
     run = PolicyGradientRun(config)
+    engine = run.engine  # the fast path (fast.Engine) unless fused_update is off
     phases = {"build the run (envs, policy, optimizer)": time.perf_counter() - began,
               "collect rollouts (policy + env steps)": 0.0, "env.step alone": 0.0,
               "log-probs and values of the rollout": 0.0, "GAE": 0.0, "update (gradient steps)": 0.0}
-    if algo == "a2c" and config.fused_update:  # one numpy pass does all three (fused_numpy.py)
+    if algo == "a2c" and engine is not None:  # one numpy pass does all three (fast/fused_numpy.py)
         del phases["log-probs and values of the rollout"], phases["GAE"]
         phases["values + GAE + update, one numpy pass"] = phases.pop("update (gradient steps)")
     env_step = run.env.step
@@ -186,7 +185,14 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
         return result
 
     run.env.step = timed_step  # type: ignore[method-assign]
-    module = ppo if algo == "ppo" else a2c
+    module = UPDATES[algo]
+    if engine is not None:
+        with_policy_outputs = engine.with_policy_outputs
+        update = engine.ppo_update if algo == "ppo" else engine.a2c_update
+    else:
+        from rlcode.policy_gradient.rollout import with_policy_outputs
+
+        update = module.update
     while run.timesteps < steps:
         t0 = time.perf_counter()
         batch, last = run.collector.collect(config.num_steps)
@@ -194,8 +200,8 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
         run.timesteps += config.rollout_size
         progress = 1.0 - run.timesteps / config.total_timesteps
         set_learning_rate(run.optimizer, scheduled(config.learning_rate, config.lr_schedule, progress))
-        if algo == "a2c" and config.fused_update:
-            a2c.rollout_update(run.policy, run.optimizer, batch, last, config)
+        if algo == "a2c" and engine is not None:
+            engine.learn(run.policy, run.optimizer, batch, last, config)
             timings = (t1 - t0, time.perf_counter() - t1)
         else:
             batch = with_policy_outputs(run.policy, batch, last)
@@ -204,9 +210,9 @@ def profile_rlcode(algo: str, seed: int, threads: int, steps: int) -> None:
             t3 = time.perf_counter()
             if algo == "ppo":
                 clip = scheduled(config.clip_range, config.clip_range_schedule, progress)
-                ppo.update(run.policy, run.optimizer, batch, config, clip_range=clip, generator=run.generator)
+                update(run.policy, run.optimizer, batch, config, clip_range=clip, generator=run.generator)
             else:
-                a2c.update(run.policy, run.optimizer, batch, config)
+                update(run.policy, run.optimizer, batch, config)
             timings = (t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
         for name, seconds in zip(list(phases)[1:2] + list(phases)[3:], timings):
             phases[name] += seconds

@@ -26,7 +26,7 @@ def gae(
 ) -> tuple[Array, Array]:
     """Generalised advantage estimation (Schulman et al. 2016, eq. 16); returns (advantages, returns).
 
-    Takes torch tensors or numpy arrays (fused_numpy's A2C step), and returns the same kind."""
+    Takes torch tensors or numpy arrays (fast/fused_numpy.py's A2C step), and returns the same kind."""
     deltas = rewards + gamma * next_values - values  # [B, T]
     decay = (gamma * lam) * continues  # [B, T]
     advantages: Any = np.empty_like(deltas) if isinstance(deltas, np.ndarray) else torch.empty_like(deltas)

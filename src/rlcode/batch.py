@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import torch
 
 
 class TensorBatch(dict):
@@ -33,12 +30,3 @@ class TensorBatch(dict):
     def flatten(self) -> TensorBatch:
         """Merge ``[B, T, ...]`` into ``[B*T, ...]`` for every entry."""
         return type(self)({name: value.flatten(0, 1) for name, value in self.items()})
-
-    def minibatches(self, size: int, generator: torch.Generator | None = None) -> Iterator[TensorBatch]:
-        """Shuffled minibatches of ``size`` rows along the first dimension (the last may be smaller)."""
-        order = torch.randperm(self.size, generator=generator)
-        for start in range(0, self.size, size):
-            yield self[order[start : start + size]]
-
-    def to(self, device: torch.device | str) -> TensorBatch:
-        return type(self)({name: value.to(device) for name, value in self.items()})

@@ -27,8 +27,10 @@ def clipped_surrogate_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped objective (Schulman et al. 2017, eq. 7), negated as a loss.
 
-    Returns the loss and detached diagnostics: ratio, clip_fraction, approx_kl (½·E[(log r)²], as
-    TRL reports it) and policy_kl (E[log π_old − log π]).
+    Returns the loss and detached diagnostics: ratio, clip_fraction, and three estimates of
+    KL(old‖new) from r = π/π_old: approx_kl = E[(r − 1) − log r] (k3; SB3's and CleanRL's approx_kl,
+    and what target_kl early stopping reads), approx_kl_k2 = ½·E[(log r)²] (TRL's approxkl) and
+    policy_kl = E[−log r] (k1).
     """
     log_ratio = log_probs - old_log_probs
     ratio = torch.exp(log_ratio)
@@ -39,7 +41,8 @@ def clipped_surrogate_loss(
         stats = {
             "ratio": ratio,
             "clip_fraction": masked_mean(torch.gt(clipped, unclipped).float(), mask),
-            "approx_kl": 0.5 * masked_mean(log_ratio**2, mask),
+            "approx_kl": approx_kl(log_probs, old_log_probs, mask),
+            "approx_kl_k2": 0.5 * masked_mean(log_ratio**2, mask),
             "policy_kl": masked_mean(-log_ratio, mask),
         }
     return loss, stats

@@ -5,10 +5,6 @@ from __future__ import annotations
 import torch
 
 
-def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    return (values * mask).sum() if dim is None else (values * mask).sum(dim=dim)
-
-
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None, dim: int | None = None) -> torch.Tensor:
     if mask is None:
         return values.mean() if dim is None else values.mean(dim=dim)

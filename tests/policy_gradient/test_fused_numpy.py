@@ -1,9 +1,8 @@
-"""A2C's numpy step (fused_numpy.py) against the autograd A2C it replaces: gradients, whole updates,
+"""The fast engine's A2C step (fast/fused_numpy.py) against the reference (train.learn, a2c.update): gradients, whole updates,
 and a whole iteration from a raw rollout with terminations, truncations and autoreset rows."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import gymnasium
@@ -12,10 +11,10 @@ import pytest
 import torch
 
 from rlcode.batch import TensorBatch
-from rlcode.policy_gradient import a2c, fused
+from rlcode.policy_gradient import a2c, fast
 from rlcode.policy_gradient.config import A2CConfig
 from rlcode.policy_gradient.optim import make_optimizer
-from rlcode.policy_gradient.train import build_policy
+from rlcode.policy_gradient.train import build_policy, learn
 
 CASES = [  # (env, shared_trunk, activation, entropy_coef, normalize_advantages, optimizer, hidden_sizes)
     ("CartPole-v1", False, "tanh", 0.0, False, "rmsprop", (64, 64)),
@@ -33,12 +32,18 @@ def _config(case, **changes) -> A2CConfig:
                      log_std_init=-0.5 if env_id == "Pendulum-v1" else None, **changes)
 
 
-def _policy(config: A2CConfig):
+def _policy(config: A2CConfig, learning_rate: float | None = None):
+    """(policy, optimizer, observation size, the path's learn and update), the path chosen as train.py does."""
     env = gymnasium.make(config.env_id)
     torch.manual_seed(0)
     policy = build_policy(config, env.observation_space, env.action_space)
-    optimizer = make_optimizer(list(policy.parameters()), config.optimizer, config.learning_rate, 1e-5)
-    return policy, optimizer, env.observation_space.shape[0]
+    lr = config.learning_rate if learning_rate is None else learning_rate
+    if config.fused_update:
+        optimizer = fast.make_optimizer(list(policy.parameters()), config.optimizer, lr, 1e-5)
+        engine = fast.Engine(policy, optimizer)
+        return policy, optimizer, env.observation_space.shape[0], engine.learn, engine.a2c_update
+    optimizer = make_optimizer(list(policy.parameters()), config.optimizer, lr, 1e-5)
+    return policy, optimizer, env.observation_space.shape[0], learn, a2c.update
 
 
 def _rollout(policy, observation_size: int, B: int = 8, T: int = 5, seed: int = 1) -> tuple[TensorBatch, torch.Tensor]:
@@ -62,16 +67,16 @@ def _rollout(policy, observation_size: int, B: int = 8, T: int = 5, seed: int = 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case[:5])))
 def test_gradient_equals_autograd(case):
     config = _config(case, max_grad_norm=None)
-    policy, _, observation_size = _policy(config)
-    reference = copy.deepcopy(policy)
-    rollout, last = _rollout(policy, observation_size)
     # a zero learning rate keeps the weights, so the gradient buffers hold this rollout's gradient
-    optimizer = make_optimizer(list(policy.parameters()), config.optimizer, 0.0, 1e-5)
-    a2c.rollout_update(policy, optimizer, rollout, last, config)
-    reference_optimizer = make_optimizer(list(reference.parameters()), config.optimizer, 0.0, 1e-5)
-    a2c.rollout_update(reference, reference_optimizer, rollout, last, dataclasses.replace(config, fused_update=False))
-    engine = fused.engine_for(policy, optimizer)
-    assert engine is not None
+    policy, optimizer, observation_size, _, _ = _policy(dataclasses.replace(config, fused_update=False), 0.0)
+    optimizer = fast.make_optimizer(list(policy.parameters()), config.optimizer, 0.0, 1e-5)
+    reference_config = dataclasses.replace(config, fused_update=False)
+    reference, reference_optimizer, _, _, _ = _policy(reference_config, learning_rate=0.0)
+    rollout, last = _rollout(policy, observation_size)
+    fast_engine = fast.Engine(policy, optimizer)
+    fast_engine.learn(policy, optimizer, rollout, last, config)
+    engine = fast_engine.flat
+    learn(reference, reference_optimizer, rollout, last, reference_config)
     reference_grads = dict(reference.named_parameters())
     names = {id(p): n for n, p in policy.named_parameters()}
     for parameter, gradient in zip(engine.parameters, engine.slices["grad"]):
@@ -105,9 +110,8 @@ def test_rollout_updates_match_the_reference_path(case):
     runs = []
     for fused_update in (True, False):
         config = _config(case, fused_update=fused_update)
-        policy, optimizer, observation_size = _policy(config)
-        stats = [a2c.rollout_update(policy, optimizer, *_rollout(policy, observation_size, seed=i), config)
-                 for i in range(3)]
+        policy, optimizer, observation_size, step, _ = _policy(config)
+        stats = [step(policy, optimizer, *_rollout(policy, observation_size, seed=i), config) for i in range(3)]
         runs.append((policy, optimizer, stats))
     _assert_same(runs, WEIGHT_ATOL)
     assert {float(s["step"]) for s in runs[0][1].state_dict()["state"].values()} == {3.0}
@@ -115,27 +119,27 @@ def test_rollout_updates_match_the_reference_path(case):
 
 @pytest.mark.parametrize("case", CASES[:2], ids=lambda case: "-".join(map(str, case[:5])))
 def test_updates_on_prepared_rows_match_autograd(case):
-    """a2c.update (rows that already hold advantages and returns) takes the numpy step too."""
+    """Engine.a2c_update (rows that already hold advantages and returns) equals a2c.update."""
     runs = []
     for fused_update in (True, False):
         config = _config(case, fused_update=fused_update)
-        policy, optimizer, observation_size = _policy(config)
+        policy, optimizer, observation_size, _, update = _policy(config)
         rollout, _ = _rollout(policy, observation_size, B=16, T=16)
         rows = 16 * 16
         batch = TensorBatch(observations=rollout.observations, actions=rollout.actions, mask=torch.ones(16, 16),
                             advantages=torch.randn(rows).view(16, 16), returns=torch.randn(rows).view(16, 16))
-        runs.append((policy, optimizer, [a2c.update(policy, optimizer, batch, config) for _ in range(3)]))
+        runs.append((policy, optimizer, [update(policy, optimizer, batch, config) for _ in range(3)]))
     _assert_same(runs, WEIGHT_ATOL)
 
 
 @pytest.mark.parametrize("fused_update", [True, False])
 def test_a_rollout_of_only_autoreset_rows_changes_nothing(fused_update):
     config = _config(CASES[0], fused_update=fused_update)
-    policy, optimizer, observation_size = _policy(config)
+    policy, optimizer, observation_size, step, _ = _policy(config)
     rollout, last = _rollout(policy, observation_size, T=1)
     rollout["mask"] = torch.zeros_like(rollout.mask)
     before = [p.detach().clone() for p in policy.parameters()]
-    stats = a2c.rollout_update(policy, optimizer, rollout, last, config)
+    stats = step(policy, optimizer, rollout, last, config)
     assert stats["optim/grad_norm"] == 0.0 and stats["loss/entropy"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
@@ -143,10 +147,10 @@ def test_a_rollout_of_only_autoreset_rows_changes_nothing(fused_update):
 def test_numpy_views_follow_the_torch_weights():
     """The numpy step writes the same memory the ActorCritic and the optimizer read (and checkpoints save)."""
     config = _config(CASES[0])
-    policy, optimizer, observation_size = _policy(config)
-    a2c.rollout_update(policy, optimizer, *_rollout(policy, observation_size), config)
+    policy, optimizer, observation_size, step, _ = _policy(config)
+    step(policy, optimizer, *_rollout(policy, observation_size), config)
     before = policy.actor_body[0].weight.detach().clone()
-    a2c.rollout_update(policy, optimizer, *_rollout(policy, observation_size, seed=5), config)
+    step(policy, optimizer, *_rollout(policy, observation_size, seed=5), config)
     assert not torch.equal(before, policy.actor_body[0].weight)
     square_avg = optimizer.state[policy.actor_body[0].weight]["square_avg"]
     assert np.all(square_avg.numpy() >= 0) and square_avg.abs().max() > 0

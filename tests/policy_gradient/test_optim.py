@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from rlcode.policy_gradient.optim import Adam, RMSprop
+from rlcode.policy_gradient.fast.optim import Adam, RMSprop
 
 
 def _parameters(seed: int) -> list[torch.nn.Parameter]:
@@ -52,12 +54,30 @@ def test_state_dict_round_trip_and_loading_torch_optims_state():
     torch_state = torch.optim.Adam(_parameters(1), lr=3e-3)
     _run(torch_state, torch_state.param_groups[0]["params"])
     for source in (optimizer.state_dict(), torch_state.state_dict()):
-        copy = Adam(_parameters(1), lr=1.0)
-        copy.load_state_dict(source)
-        assert copy.param_groups[0]["lr"] == source["param_groups"][0]["lr"]
+        loaded_optimizer = Adam(_parameters(1), lr=1.0)
+        loaded_optimizer.load_state_dict(source)
+        assert loaded_optimizer.param_groups[0]["lr"] == source["param_groups"][0]["lr"]
         for index, values in source["state"].items():
-            loaded = copy.state[copy.parameters[index]]
+            loaded = loaded_optimizer.state[loaded_optimizer.parameters[index]]
             assert all(torch.equal(loaded[key], values[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
             assert loaded["exp_avg"].data_ptr() != values["exp_avg"].data_ptr()  # copied, not shared
     with pytest.raises(ValueError, match="this policy has 2"):
         Adam(_parameters(1)[:2], lr=1e-3).load_state_dict(optimizer.state_dict())
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_torch_optim_loads_the_fast_optimizers_state(kind):
+    """The reference path's torch.optim loads what the fast path's optimizers save (checkpoints written
+    before the reference path used torch.optim too), and continues with the same arithmetic."""
+    fast_class, torch_class = (Adam, torch.optim.Adam) if kind == "adam" else (RMSprop, torch.optim.RMSprop)
+    parameters = _parameters(1)
+    optimizer = fast_class(parameters, lr=1e-2)
+    _run(optimizer, parameters)
+    theirs = [p.detach().clone().requires_grad_() for p in parameters]
+    reference = torch_class(theirs, lr=1.0)
+    reference.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # as read from a checkpoint
+    assert reference.param_groups[0]["lr"] == 1e-2
+    _run(optimizer, parameters)
+    _run(reference, theirs)
+    for a, b in zip(parameters, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -46,9 +46,6 @@ class ValueIsTenTimesObservation:
     def act(self, observations, generator=None, deterministic=False):
         return torch.zeros(len(observations), dtype=torch.int64)
 
-    def numpy_actor(self):  # logits that make action 0 certain whatever the sampling noise
-        return lambda observations: np.tile(np.array([0.0, -np.inf], dtype=np.float32), (len(observations), 1))
-
     def value(self, observations):
         return 10.0 * observations[:, 0]
 
@@ -130,10 +127,12 @@ def test_sync_and_async_vector_envs_give_the_same_rollout():
         torch.testing.assert_close(rollouts[0][key], rollouts[1][key], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("fast_path", [False, True], ids=["reference", "fast"])
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_rollout_samples_actions_from_the_policy(env_id):
-    """The numpy actor equals the torch one, and sampled actions follow π: Categorical frequencies
-    match softmax(logits); Gaussian actions have the policy's mean and std."""
+def test_rollout_samples_actions_from_the_policy(env_id, fast_path):
+    """The fast path's numpy actor equals the torch one, and sampled actions follow π on both paths:
+    Categorical frequencies match softmax(logits); Gaussian actions have the policy's mean and std."""
+    from rlcode.policy_gradient import fast
     from rlcode.policy_gradient.config import PPOConfig
     from rlcode.policy_gradient.train import build_policy
 
@@ -144,12 +143,14 @@ def test_rollout_samples_actions_from_the_policy(env_id):
     observations = np.random.default_rng(0).normal(size=(5, env.single_observation_space.shape[0])).astype(np.float32)
     with torch.no_grad():
         expected = policy.policy_output(torch.from_numpy(observations)).numpy()
-    np.testing.assert_allclose(policy.numpy_actor()(observations), expected, rtol=1e-5, atol=1e-6)
+    engine = fast.Engine(policy, fast.make_optimizer(list(policy.parameters()), "adam", 1e-3, 1e-5))
+    np.testing.assert_allclose(engine.numpy.policy_output(observations), expected, rtol=1e-5, atol=1e-6)
     with torch.no_grad():  # a state-independent policy: zero head weights, chosen biases
         policy.policy_head.weight.zero_()
         policy.policy_head.bias.copy_(torch.tensor([0.4, -0.6]) if env_id == "CartPole-v1" else torch.tensor([0.3]))
-    collector = RolloutCollector(env, policy, Normalizer(env.single_observation_space.shape, 16, 0.99, False, False),
-                                 torch.Generator().manual_seed(0))
+    make = engine.collector if fast_path else RolloutCollector
+    collector = make(env, policy, Normalizer(env.single_observation_space.shape, 16, 0.99, False, False),
+                     torch.Generator().manual_seed(0))
     collector.reset(seed=0)
     actions = collector.collect(500)[0].actions.numpy()  # 8000 samples
     if env_id == "CartPole-v1":

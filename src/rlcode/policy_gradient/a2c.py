@@ -2,24 +2,21 @@
 
 With gae_lambda = 1 the advantages are the n-step returns R_t = Σ γ^k r_{t+k} + γ^n V(s_{t+n})
 minus V(s_t), bootstrapping at the rollout's end and at truncations (SB3's A2C does the same).
-The step below is the autograd reference; fused_numpy computes the same one by hand, in numpy
-(``A2CConfig.fused_update``, on by default; tests hold the two together). ``rollout_update`` is what
-train() calls: values, advantages and the update from a raw rollout, which the fused path does with
-one forward pass.
+The step below is the reference (autograd, torch.optim); train.py may run the same step on the fast
+engine instead (fast/fused_numpy.py, ``A2CConfig.fused_update``, on by default; tests hold the two together).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
 from rlcode.batch import TensorBatch
 from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
-from rlcode.policy_gradient import fused, fused_numpy
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig
-from rlcode.policy_gradient.optim import Optimizer, gradient_step
-from rlcode.policy_gradient.rollout import mean_entropy, valid_rows, with_gae, with_policy_outputs
+from rlcode.policy_gradient.optim import gradient_step
+from rlcode.policy_gradient.rollout import valid_rows, with_gae
 
 _KEYS = ("observations", "actions", "advantages", "returns")
 
@@ -29,31 +26,12 @@ def prepare(batch: TensorBatch, config: A2CConfig) -> TensorBatch:
     return with_gae(batch, config.gamma, config.gae_lambda)
 
 
-def rollout_update(
-    policy: ActorCritic, optimizer: Optimizer, rollout: TensorBatch, last_observations: torch.Tensor,
-    config: A2CConfig,
-) -> dict[str, float]:
-    """One A2C iteration after a rollout from RolloutCollector.collect: the update's statistics and
-    the rollout's mean policy entropy (``loss/entropy``)."""
-    engine = fused.engine_for(policy, optimizer) if config.fused_update else None
-    if engine is not None:
-        return fused_numpy.a2c_rollout_update(engine, rollout, last_observations, config)
-    batch = prepare(with_policy_outputs(policy, rollout, last_observations), config)
-    return update(policy, optimizer, batch, config) | {"loss/entropy": mean_entropy(batch)}
-
-
-def update(
-    policy: ActorCritic, optimizer: Optimizer, batch: TensorBatch, config: A2CConfig
-) -> dict[str, float]:
+def update(policy: ActorCritic, optimizer: Any, batch: TensorBatch, config: A2CConfig) -> dict[str, float]:
     """Actor loss −log π(a|s)·A, critic loss E[(V − R)²], entropy bonus; one gradient step."""
     flat = valid_rows(batch, _KEYS)  # [N, ...]
     if len(flat.returns) == 0:  # every step was an autoreset step: nothing to learn from
         return {"loss/policy": 0.0, "loss/value": 0.0, "optim/grad_norm": 0.0}
-    engine = fused.engine_for(policy, optimizer) if config.fused_update else None
-    if engine is not None:
-        return fused_numpy.a2c_update(engine, flat, config)
-    with_entropy = config.entropy_coef > 0
-    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, with_entropy)
+    log_probs, entropy, values = policy.evaluate(flat.observations, flat.actions, config.entropy_coef > 0)
     advantages = flat.advantages
     if config.normalize_advantages and len(advantages) > 1:
         advantages = masked_whiten(advantages)

@@ -9,9 +9,7 @@ cost that matters. ``forward`` still returns ``(distribution, value)`` for users
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,32 +101,6 @@ class ActorCritic(nn.Module):
         assert self.log_std is not None
         noise = torch.randn(output.shape, generator=generator, dtype=output.dtype)
         return output + self.log_std.exp() * noise
-
-    def numpy_actor(self) -> Callable[[np.ndarray], np.ndarray]:
-        """A numpy function observations [N, obs] -> policy head output [N, A], on views of the weights.
-
-        For the rollout loop: with a handful of rows numpy's per-op cost (~1 µs) is a quarter of
-        torch's, and the actor runs once per env step. Made once and kept while the parameters keep
-        their storage (a fused engine's bind or ``Module.to`` moves them; then it is made again).
-        """
-        cached = self.__dict__.get("_numpy_actor")
-        if cached is not None and all(tensor.data_ptr() == pointer for tensor, pointer in cached[1]):
-            return cached[0]
-        linears = [*_linears(self.actor_body), self.policy_head]
-        *layers, head = [(layer.weight.detach().numpy().T, layer.bias.detach().numpy()) for layer in linears]
-        tanh = self.activation is torch.tanh
-
-        def forward(observations: np.ndarray) -> np.ndarray:
-            x = observations
-            for weight, bias in layers:
-                x = x @ weight
-                x += bias
-                np.tanh(x, out=x) if tanh else np.maximum(x, 0.0, out=x)
-            return x @ head[0] + head[1]
-
-        pointers = [(tensor, tensor.data_ptr()) for layer in linears for tensor in (layer.weight, layer.bias)]
-        object.__setattr__(self, "_numpy_actor", (forward, pointers))  # not a submodule: no state_dict entry
-        return forward
 
     def evaluate(
         self, observations: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True

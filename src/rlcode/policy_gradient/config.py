@@ -177,7 +177,8 @@ class A2CConfig(PolicyGradientConfig):
     normalize_advantages: bool = doc_field(False, "whiten advantages over the rollout")
     fused_update: bool = doc_field(
         True, "values, advantages and the gradient step in one numpy pass with a hand-written backward on "
-        "flat buffers (same maths, ~5x faster on small MLPs); false: autograd"
+        "flat buffers and a numpy actor in the rollout (same maths, ~5x faster on small MLPs); false: the "
+        "reference path (autograd, torch.optim)"
     )
 
     algorithm = "a2c"
@@ -200,7 +201,7 @@ class PPOConfig(PolicyGradientConfig):
     target_kl: float | None = doc_field(None, "stop the epochs once approx KL exceeds 1.5*target_kl (None = off)")
     fused_update: bool = doc_field(
         True, "gradient steps with a hand-written backward on flat buffers (same maths, ~3x faster on "
-        "small MLPs); false: autograd"
+        "small MLPs) and a numpy actor in the rollout; false: the reference path (autograd, torch.optim)"
     )
 
     algorithm = "ppo"

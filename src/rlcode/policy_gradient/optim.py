@@ -1,14 +1,10 @@
-"""Optimizers, schedules and the one gradient step every update function takes.
-
-``Adam`` and ``RMSprop`` here are torch.optim's algorithms on torch's own kernels, with the same
-state layout and ``state_dict`` format, but not built on ``torch.optim.Optimizer``: its constructor
-imports ``torch._dynamo`` on first use, about one second on our 2-core machine -- longer than PPO
-takes to solve CartPole. tests/policy_gradient/test_optim.py holds them equal to torch.optim's.
-"""
+"""Optimizers, schedules and the one gradient step every update function takes: torch.optim and
+``clip_grad_norm_``. (The fast path has its own Adam and RMSprop, ``fast/optim.py``, which save the
+same state_dicts.)"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -16,119 +12,13 @@ import torch
 from rlcode.errors import TrainingDiverged
 
 
-class Optimizer:
-    """What rlcode's training loops and checkpoints use of an optimizer: ``param_groups`` (one
-    group), ``state`` per parameter, ``step()``, ``state_dict()`` and ``load_state_dict()``."""
-
-    defaults: dict[str, Any]
-    state_keys: tuple[str, ...]  # the per-parameter moment buffers, besides "step"
-
-    def __init__(self, parameters: Sequence[torch.nn.Parameter], **hyperparameters: Any) -> None:
-        self.defaults = hyperparameters
-        self.param_groups = [{"params": list(parameters), **hyperparameters}]
-        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
-
-    @property
-    def parameters(self) -> list[torch.Tensor]:
-        return self.param_groups[0]["params"]
-
-    def step(self) -> None:
-        raise NotImplementedError
-
-    def _with_state(self) -> list[list[torch.Tensor]]:
-        """[params, grads, steps, *buffers] of the parameters that have a gradient; state made on first use."""
-        params = [p for p in self.parameters if p.grad is not None]
-        for p in params:
-            if p not in self.state:
-                zeros = {key: torch.zeros_like(p, memory_format=torch.preserve_format) for key in self.state_keys}
-                self.state[p] = {"step": torch.zeros((), dtype=torch.float32), **zeros}
-        grads = [p.grad for p in params if p.grad is not None]
-        steps = [self.state[p]["step"] for p in params]
-        return [params, grads, steps, *([self.state[p][key] for p in params] for key in self.state_keys)]
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch.optim's format: state by parameter index, hyperparameters with parameter indices."""
-        index = {id(p): i for i, p in enumerate(self.parameters)}
-        group = {key: value for key, value in self.param_groups[0].items() if key != "params"}
-        return {
-            "state": {index[id(p)]: dict(values) for p, values in self.state.items()},
-            "param_groups": [{**group, "params": list(range(len(self.parameters)))}],
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        groups = state_dict["param_groups"]
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self.parameters):
-            raise ValueError(
-                f"the saved optimizer state has {[len(g['params']) for g in groups]} parameters in "
-                f"{len(groups)} group(s); this policy has {len(self.parameters)} in one. Load it into the same "
-                "architecture (hidden_sizes, shared_trunk, action space) it was saved from."
-            )
-        for key in self.defaults:  # hyperparameters; a torch.optim state_dict's extra keys are ignored
-            if key in groups[0]:
-                value = groups[0][key]
-                self.param_groups[0][key] = tuple(value) if isinstance(value, list) else value
-        self.state = {}
-        for index, values in state_dict["state"].items():
-            parameter = self.parameters[int(index)]
-            self.state[parameter] = {
-                key: (value.detach().to(torch.float32).clone() if key == "step"
-                      else value.detach().to(parameter.dtype).clone())
-                for key, value in values.items() if key == "step" or key in self.state_keys
-            }
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015), the arithmetic of ``torch.optim.Adam(fused=True)`` (same kernel)."""
-
-    state_keys = ("exp_avg", "exp_avg_sq")
-
-    def __init__(self, parameters: Sequence[torch.nn.Parameter], lr: float, eps: float = 1e-8,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
-        super().__init__(parameters, lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0, amsgrad=False,
-                         maximize=False)
-
-    @torch.no_grad()
-    def step(self) -> None:  # type: ignore[override]
-        params, grads, steps, exp_avgs, exp_avg_sqs = self._with_state()
-        if not params:
-            return
-        group = self.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=float(group["lr"]),
-                           beta1=float(beta1), beta2=float(beta2), weight_decay=0.0, eps=float(group["eps"]),
-                           amsgrad=False, maximize=False)
-
-
-class RMSprop(Optimizer):
-    """RMSprop (Hinton's lecture 6e, no momentum, not centred): the arithmetic of ``torch.optim.RMSprop``."""
-
-    state_keys = ("square_avg",)
-
-    def __init__(self, parameters: Sequence[torch.nn.Parameter], lr: float, alpha: float = 0.99,
-                 eps: float = 1e-8) -> None:
-        super().__init__(parameters, lr=lr, alpha=alpha, eps=eps, weight_decay=0.0, momentum=0.0, centered=False)
-
-    @torch.no_grad()
-    def step(self) -> None:  # type: ignore[override]
-        params, grads, steps, square_avgs = self._with_state()
-        if not params:
-            return
-        group = self.param_groups[0]
-        alpha = float(group["alpha"])
-        torch._foreach_add_(steps, 1)
-        torch._foreach_mul_(square_avgs, alpha)  # v <- α v + (1 - α) g²
-        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-        denominators = torch._foreach_sqrt(square_avgs)
-        torch._foreach_add_(denominators, float(group["eps"]))
-        torch._foreach_addcdiv_(params, grads, denominators, value=-float(group["lr"]))  # θ <- θ - lr g / (√v + ε)
-
-
-def make_optimizer(parameters: Sequence[torch.nn.Parameter], name: str, learning_rate: float, eps: float) -> Optimizer:
+def make_optimizer(
+    parameters: Iterable[torch.nn.Parameter], name: str, learning_rate: float, eps: float
+) -> torch.optim.Optimizer:
     """Adam, or RMSprop with alpha=0.99 as SB3's A2C uses."""
     if name == "rmsprop":
-        return RMSprop(parameters, lr=learning_rate, alpha=0.99, eps=eps)
-    return Adam(parameters, lr=learning_rate, eps=eps)
+        return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=0.99, eps=eps)
+    return torch.optim.Adam(parameters, lr=learning_rate, eps=eps)
 
 
 def scheduled(value: float, schedule: str, progress_remaining: float) -> float:
@@ -138,30 +28,23 @@ def scheduled(value: float, schedule: str, progress_remaining: float) -> float:
     return value
 
 
-def set_learning_rate(optimizer: Optimizer, learning_rate: float) -> None:
+def set_learning_rate(optimizer: Any, learning_rate: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = learning_rate
 
 
 def gradient_step(
-    parameters: Sequence[torch.nn.Parameter],
-    optimizer: Optimizer,
-    loss: torch.Tensor,
-    max_grad_norm: float | None,
+    parameters: list[torch.nn.Parameter], optimizer: Any, loss: torch.Tensor, max_grad_norm: float | None
 ) -> torch.Tensor:
-    """Backward, optional global-norm clip, step; refuses a non-finite loss before any weight moves."""
+    """Backward, optional global-norm clip, step; refuses a non-finite loss before any weight moves.
+    Returns the gradient norm before clipping."""
     if not bool(torch.isfinite(loss)):
         raise TrainingDiverged(
             f"the loss is {float(loss)}; no weights were changed. Lower learning_rate, enable "
             "normalize_observations/normalize_rewards, or check the environment's rewards for inf/nan."
         )
-    for parameter in parameters:  # optimizer.zero_grad(set_to_none=True) without its per-call overhead
-        parameter.grad = None
+    optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # global L2 norm
-    if max_grad_norm is not None:
-        # the arithmetic of torch.nn.utils.clip_grad_norm_, which costs ~4x more on a 10k-weight MLP
-        torch._foreach_mul_(grads, torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm is not None else float("inf"))
     optimizer.step()
     return norm

@@ -8,6 +8,8 @@ choice without a critic; with the learned baseline the return bootstraps from V(
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rlcode.advantages import discounted_returns
@@ -16,7 +18,7 @@ from rlcode.losses import policy_gradient_loss
 from rlcode.masked import masked_whiten
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import ReinforceConfig
-from rlcode.policy_gradient.optim import Optimizer, gradient_step
+from rlcode.policy_gradient.optim import gradient_step
 from rlcode.policy_gradient.rollout import valid_rows
 
 _KEYS = ("observations", "actions", "advantages", "returns")
@@ -35,7 +37,7 @@ def prepare(batch: TensorBatch, config: ReinforceConfig) -> TensorBatch:
 
 
 def update(
-    policy: ActorCritic, optimizer: Optimizer, batch: TensorBatch, config: ReinforceConfig
+    policy: ActorCritic, optimizer: Any, batch: TensorBatch, config: ReinforceConfig
 ) -> dict[str, float]:
     """One gradient step on every step of the rollout that has a return; returns loss statistics."""
     used = float(batch.mask.mean())

@@ -1,14 +1,15 @@
 """Collecting ``[batch, time]`` rollouts from a NEXT_STEP-autoreset vector env (see envs.py).
 
-Per step the loop runs the actor in numpy on views of its weights (``ActorCritic.numpy_actor``; with
-8 rows an op costs ~1 µs there against ~5 µs in torch), with the sampling noise of the whole rollout
-drawn up front from the run's torch generator, and writes into preallocated numpy arrays;
-log-probabilities and values of the whole rollout are then computed in one batched forward (``with_policy_outputs``), which is both faster and exactly what the
-update sees (so PPO's first ratio is 1).
+Per step the loop samples actions from the policy (``ActorCritic.act``, from the run's torch
+generator) and writes into preallocated numpy arrays; log-probabilities and values of the whole
+rollout are then computed in one batched forward (``with_policy_outputs``), which is both faster and
+exactly what the update sees (so PPO's first ratio is 1). The fast path's collector (fast/) only
+replaces ``sampler``: the same policy in numpy, its noise drawn up front.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,6 @@ import torch
 
 from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
-from rlcode.policy_gradient import fused
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.normalize import Normalizer
 
@@ -60,26 +60,14 @@ class RolloutCollector:
         mask = np.empty((B, T), dtype=np.float32)
         observation = self.observation
         env, normalizer = self.env, self.normalizer
-        actor = self.policy.numpy_actor()
-        # the sampling noise of the whole rollout in one draw: Gumbel noise for Categorical actions
-        # (argmax(logits + Gumbel) ~ softmax(logits); -log(Exp(1)) is Gumbel(0, 1)), N(0, 1) for Gaussian ones
-        shape = (T, B, self.action_size)
-        if self.continuous:
-            assert self.policy.log_std is not None
-            noise = torch.randn(shape, generator=self.generator).numpy() * self.policy.log_std.detach().exp().numpy()
-        else:
-            noise = -torch.empty(shape).exponential_(generator=self.generator).log_().numpy()
+        sample = self.sampler(T)
         mask[:, 0] = ~self.autoreset
         for t in range(T):
             observations[:, t] = observation
-            output = actor(observation)
-            if self.continuous:
-                action = output + noise[t]
-                actions[:, t] = action
+            action = sample(observation, t)
+            actions[:, t] = action
+            if self.continuous:  # the env gets the action clipped to its bounds; the update the sampled one
                 action = np.clip(action, self.action_low, self.action_high)
-            else:
-                action = (output + noise[t]).argmax(axis=1)
-                actions[:, t] = action
             next_observation, reward, terms, truncs, _ = env.step(action)
             done = terms | truncs
             self._count_episodes(reward, done)
@@ -98,6 +86,16 @@ class RolloutCollector:
             mask=torch.from_numpy(mask),  # [B, T]: 0 on the reset step that follows an episode end
         )
         return batch, torch.from_numpy(observation.copy())
+
+    def sampler(self, num_steps: int) -> Callable[[np.ndarray, int], np.ndarray]:
+        """``sample(observations [B, obs], t) -> actions [B] or [B, A]``, drawn from π(·|s) for one rollout."""
+        policy, generator = self.policy, self.generator
+
+        def sample(observation: np.ndarray, t: int) -> np.ndarray:
+            with torch.inference_mode():
+                return policy.act(torch.from_numpy(observation), generator).numpy()
+
+        return sample
 
     def _count_episodes(self, reward: np.ndarray, done: np.ndarray) -> None:
         self.episode_return += reward
@@ -135,16 +133,17 @@ def with_policy_outputs(policy: ActorCritic, batch: TensorBatch, last_observatio
     real final observation when an episode ended at t, so a truncated episode bootstraps from it; a
     terminated one gets 0. continues[:, t] is 0 where an episode ended at t.
     """
-    B, T = batch.rewards.shape
     with torch.no_grad():
         observations, actions = batch.observations.flatten(0, 1), batch.actions.flatten(0, 1)  # [B*T, ...]
-        # the same numbers either way; the fused engine's stacked forward costs a third
-        outputs = fused.policy_outputs(policy, observations, actions, last_observations)
-        if outputs is None:
-            log_probs, maybe_entropy, values = policy.evaluate(observations, actions)
-            assert maybe_entropy is not None
-            outputs = (log_probs, maybe_entropy, values, policy.value(last_observations))
-        old_log_probs, entropy, values, last_values = outputs  # [B*T] x 3, [B]
+        log_probs, entropy, values = policy.evaluate(observations, actions)
+        assert entropy is not None
+        return with_outputs(batch, log_probs, entropy, values, policy.value(last_observations))
+
+
+def with_outputs(batch: TensorBatch, old_log_probs: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
+                 last_values: torch.Tensor) -> TensorBatch:
+    """``with_policy_outputs`` from the policy's outputs on the rollout's rows [B*T] and V(last) [B]."""
+    B, T = batch.rewards.shape
     values = values.view(B, T)
     batch["entropy"] = entropy.view(B, T)
     following = torch.cat([values[:, 1:], last_values.unsqueeze(1)], dim=1)  # [B, T]

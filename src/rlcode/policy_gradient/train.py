@@ -3,6 +3,10 @@
 ``PolicyGradientRun`` holds what lives between updates (policy, optimizer, envs, sampler RNG,
 normaliser, counters); ``step()`` is one rollout plus one update, and ``save``/``load`` make a resumed
 run continue bit for bit (same torch thread count, sync or natively vectorised envs).
+
+The one place that chooses between the reference path (``learn``: rollout.py, ppo.py / a2c.py /
+reinforce.py, torch.optim) and the fast engine (``fast.Engine``, same contracts): once per run, from
+``config.fused_update``; the run holds the engine.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcode.policy_gradient import a2c, fused, ppo, reinforce
+from rlcode.batch import TensorBatch
+from rlcode.policy_gradient import a2c, fast, ppo, reinforce
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.config import A2CConfig, PolicyGradientConfig, PPOConfig, ReinforceConfig
 from rlcode.policy_gradient.envs import (
@@ -51,6 +56,16 @@ def build_policy(config: PolicyGradientConfig, observation_space: Any, action_sp
     )
 
 
+def learn(policy: ActorCritic, optimizer: Any, rollout: TensorBatch, last_observations: torch.Tensor,
+          config: PolicyGradientConfig, **options: Any) -> dict[str, float]:
+    """One update from a raw rollout on the reference path: the policy's log-probabilities and values,
+    advantages, the algorithm's update; ``options`` are PPO's clip_range and generator.
+    (``fast.Engine.learn`` does the same on the fast path.)"""
+    module = UPDATES[config.algorithm]
+    batch = module.prepare(with_policy_outputs(policy, rollout, last_observations), config)
+    return module.update(policy, optimizer, batch, config, **options) | {"loss/entropy": mean_entropy(batch)}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -64,22 +79,28 @@ class PolicyGradientRun:
         observation_space, action_space = env_spaces(config.env_id)
         check_against_spaces(config, observation_space, action_space)  # before any env is stepped
         self.config = config
-        self.update_module = UPDATES[config.algorithm]
         torch.set_num_threads(config.torch_threads)
         seed_everything(config.seed)
         self.policy = build_policy(config, observation_space, action_space)
-        self.optimizer = make_optimizer(
-            list(self.policy.parameters()), config.optimizer, config.learning_rate, config.optimizer_eps
-        )
-        if getattr(config, "fused_update", False):  # bind now, so every rollout takes the same forward path
-            fused.engine_for(self.policy, self.optimizer)
+        parameters = list(self.policy.parameters())
+        self.optimizer: Any
+        self.engine: fast.Engine | None = None  # the fast path, chosen here once
+        if getattr(config, "fused_update", False):
+            self.optimizer = fast.make_optimizer(parameters, config.optimizer, config.learning_rate, config.optimizer_eps)
+            if fast.unsupported_reason(self.policy, self.optimizer) is None:
+                self.engine = fast.Engine(self.policy, self.optimizer)
+        if self.engine is None:
+            self.optimizer = make_optimizer(parameters, config.optimizer, config.learning_rate, config.optimizer_eps)
         self.generator = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
         self.normalizer = Normalizer(
             tuple(observation_space.shape), config.num_envs, config.gamma,
             config.normalize_observations, config.normalize_rewards,
         )
         self.env = make_vector_env(config.env_id, config.num_envs, config.vector_mode)
-        self.collector = RolloutCollector(self.env, self.policy, self.normalizer, self.generator)
+        if self.engine is not None:
+            self.collector = self.engine.collector(self.env, self.policy, self.normalizer, self.generator)
+        else:
+            self.collector = RolloutCollector(self.env, self.policy, self.normalizer, self.generator)
         self.updates = 0
         self.timesteps = 0
         self.collector.reset(seed=config.seed)
@@ -93,17 +114,14 @@ class PolicyGradientRun:
         progress_remaining = 1.0 - self.timesteps / config.total_timesteps
         learning_rate = scheduled(config.learning_rate, config.lr_schedule, progress_remaining)
         set_learning_rate(self.optimizer, learning_rate)
-        if isinstance(config, A2CConfig):  # one fused forward serves the advantages and the update
-            stats = a2c.rollout_update(self.policy, self.optimizer, batch, last_observations, config)
+        options: dict[str, Any] = {}
+        if isinstance(config, PPOConfig):
+            options["clip_range"] = scheduled(config.clip_range, config.clip_range_schedule, progress_remaining)
+            options["generator"] = self.generator
+        if self.engine is not None:
+            stats = self.engine.learn(self.policy, self.optimizer, batch, last_observations, config, **options)
         else:
-            batch = self.update_module.prepare(with_policy_outputs(self.policy, batch, last_observations), config)
-            if isinstance(config, PPOConfig):
-                clip = scheduled(config.clip_range, config.clip_range_schedule, progress_remaining)
-                stats = ppo.update(self.policy, self.optimizer, batch, config, clip_range=clip,
-                                   generator=self.generator)
-            else:
-                stats = self.update_module.update(self.policy, self.optimizer, batch, config)
-            stats["loss/entropy"] = mean_entropy(batch)
+            stats = learn(self.policy, self.optimizer, batch, last_observations, config, **options)
         self.updates += 1
         stats["optim/learning_rate"] = learning_rate
         return stats
