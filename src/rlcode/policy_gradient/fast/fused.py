@@ -285,7 +285,7 @@ def ppo_update(
 
 
 def _statistics(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """ppo._minibatch_step's statistics for every step [S], from the per-row terms kept by ``gradients``
+    """ppo.update's per-step statistics [S], from the per-row terms kept by ``gradients``
     (computed once per update rather than a dozen small ops per step)."""
 
     def per_step(names: tuple[str, ...], row_values: Any) -> torch.Tensor:
@@ -362,7 +362,7 @@ def _head_gradients(engine: FlatMLP, minibatch: TensorBatch, cache: tuple[torch.
 
 
 def gradients(engine: FlatMLP, minibatch: TensorBatch, config: Any, clip: float) -> dict[str, torch.Tensor] | None:
-    """The loss of ppo._minibatch_step, differentiated by hand: fills engine.grad.
+    """The loss of one ppo.update minibatch step, differentiated by hand: fills engine.grad.
 
     ``minibatch`` comes from ``prepare``. Returns per-row terms for ``_statistics``, or None when
     target_kl says to stop before this step.
