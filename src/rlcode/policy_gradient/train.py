@@ -287,7 +287,7 @@ def train(
 ) -> dict[str, Any]:
     """Train until total_timesteps, evaluate deterministically, save checkpoint and model card.
 
-    ``run_dir`` must not hold another run (``rlcode.run_dirs``): ``resume=True`` continues the run in
+    ``run_dir`` must not hold another run (``rlcode.run.run_dirs``): ``resume=True`` continues the run in
     it (config None, or equal to the saved one), ``overwrite=True`` replaces rlcode's files of it.
     Checkpoints are saved every ``config.save_every`` updates, or with save_every=0 every
     ``save_seconds`` of training (None: only at the end), and at the end.

@@ -1,4 +1,4 @@
-"""Pickle-free trainer checkpoints (``rlcode.checkpoints``) from which ``step()`` resumes exactly.
+"""Pickle-free trainer checkpoints (``rlcode.run.checkpoints``) from which ``step()`` resumes exactly.
 
 Holds the policy with its value head, the reference model, the optimizer, the KL coefficient, the
 running score moments, the step counter and the python/numpy/torch RNG states.
