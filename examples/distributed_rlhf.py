@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlcode import distributed
-from rlcode.rlhf import PPOConfig, PPOTrainer, set_seed
+from rlcode.rlhf import PPOConfig, PPOTrainer, distributed, set_seed
 from rlcode.rlhf.demo import load_policy
 from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward
 

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import GPT2Config
 
-from rlcode import distributed
+from rlcode.rlhf import distributed
 from rlcode.rlhf.config import PPOConfig
 from rlcode.rlhf.ppo_trainer import PPOTrainer
 from rlcode.rlhf.value_head import CausalLMWithValueHead

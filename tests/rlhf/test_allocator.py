@@ -4,7 +4,7 @@ import pytest
 
 import rlcode.rlhf.ppo_trainer as ppo_trainer
 from rlcode.rlhf import PPOConfig, PPOTrainer
-from rlcode.rlhf.allocator import keep_freed_memory
+from rlcode.rlhf.fast.allocator import keep_freed_memory
 
 from .conftest import make_model
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlcode import distributed
+from rlcode.rlhf import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 SCENARIOS = ("adaptive", "full_kl")

@@ -3,7 +3,7 @@ import torch
 from transformers.activations import FastGELUActivation, NewGELUActivation
 
 from rlcode.rlhf import PPOConfig, PPOTrainer
-from rlcode.rlhf.fused import FusedTanhGELU, fused_activations
+from rlcode.rlhf.fast.fused import FusedTanhGELU, fused_activations
 
 from .conftest import make_batch, make_model
 

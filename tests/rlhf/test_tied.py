@@ -1,7 +1,7 @@
 import torch
 
 from rlcode.rlhf import PPOConfig, PPOTrainer
-from rlcode.rlhf.tied import tied_weight
+from rlcode.rlhf.fast.tied import tied_weight
 
 from .conftest import make_batch, make_model
 

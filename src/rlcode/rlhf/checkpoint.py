@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from rlcode.configs import config_from_dict, config_to_dict
-from rlcode.distributed import is_main_process
+from rlcode.rlhf.distributed import is_main_process
 from rlcode.run.checkpoints import (
     Checkpoint,
     capture_rng_state,

@@ -48,7 +48,7 @@ class PPOConfig:
     )
     cpu_heap_cache: bool = doc_field(
         True, "on a CPU under glibc, keep freed memory in the heap (mallopt, process-wide) so that each minibatch's "
-        "large temporaries do not page-fault afresh; see rlcode.rlhf.allocator"
+        "large temporaries do not page-fault afresh; see rlcode.rlhf.fast.allocator"
     )
     forward_batch_size: int | None = doc_field(
         None, "rows per no-grad forward (None: epoch 0's minibatches, so the ratios before the first optimizer "

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlcode.distributed import (
+from rlcode.errors import TrainingDiverged
+from rlcode.rlhf.config import PPOConfig
+from rlcode.rlhf.distributed import (
     all_gather_cat,
     all_reduce_sum,
     check_divisible,
@@ -29,10 +31,8 @@ from rlcode.distributed import (
     rank,
     world_size,
 )
-from rlcode.errors import TrainingDiverged
-from rlcode.rlhf.allocator import keep_freed_memory
-from rlcode.rlhf.config import PPOConfig
-from rlcode.rlhf.fused import fused_activations
+from rlcode.rlhf.fast.allocator import keep_freed_memory
+from rlcode.rlhf.fast.fused import fused_activations
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
@@ -155,7 +155,7 @@ class PPOTrainer:
         Unlike TRL 0.11: score scaling works, ``max_grad_norm`` clips every optimizer step, and every
         forward runs in eval mode (dropout-free), so the first minibatch's ratio is exactly 1. With
         ``PPOConfig.fused_activations`` (default) the model's Python tanh-GELU runs as one fused kernel
-        during ``step()`` only (``rlcode.rlhf.fused``; equal to float rounding).
+        during ``step()`` only (``rlcode.rlhf.fast.fused``; equal to float rounding).
         """
         start = time.time()
         queries, responses, score_tensor, response_masks = checked_inputs(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rlcode.advantages import gae
-from rlcode.distributed import all_gather_cat, all_reduce_sum
+from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum
 
 
 def global_masked_mean_var(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlcode.distributed import all_gather_cat, all_reduce_sum, is_distributed, world_size
+from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum, is_distributed, world_size
 from rlcode.rlhf.update import MINIBATCH_STATS, UpdateResult
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlcode.distributed import all_reduce_sum, is_distributed, sum_gradients
 from rlcode.errors import TrainingDiverged
 from rlcode.rlhf.config import PPOConfig
+from rlcode.rlhf.distributed import all_reduce_sum, is_distributed, sum_gradients
 from rlcode.rlhf.sequences import ResponseBatch, response_forward
 
 # Per-minibatch statistics, in the order of the rows of the stats matrix (TRL's names under ppo/).

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlcode.rlhf.tied import tied_lookup_and_head, tied_weight
+from rlcode.rlhf.fast.tied import tied_lookup_and_head, tied_weight
 
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 VALUE_HEAD_CONFIG = "value_head.json"
@@ -169,7 +169,7 @@ class CausalLMWithValueHead(nn.Module):
 
         When the LM is ``lm_head(backbone(x))`` (checked once numerically) the vocabulary projection runs
         on the N selected hidden states only, which is most of the cost of a small-model forward. With
-        gradients and a tied embedding/head weight, ``rlcode.rlhf.tied`` gives that weight one gradient.
+        gradients and a tied embedding/head weight, ``rlcode.rlhf.fast.tied`` gives that weight one gradient.
         """
         if self.split_heads:
             base = self.pretrained_model.base_model
