@@ -7,7 +7,10 @@ Batch 16, mini batch 4, 4 PPO epochs, query length 8, response lengths 16 and 48
 otherwise. Each (framework, model, length) runs in its own process, so peak RSS is its own; each
 process times ``step()`` and generating the 16 responses over ``--steps`` calls after ``--warmup``.
 "CPU-s ratio" compares the process CPU time of step() (all threads), which a busy machine disturbs less
-than wall time; the target is on wall time measured on a quiet machine. Generation samples exactly L new tokens (min_new_tokens = max_new_tokens = L): TRL's generate() with
+than wall time; the target is on wall time measured on a quiet machine.
+rlcode's side runs with ``PPOConfig(cpu_heap_cache=True)``, the opt-in glibc malloc setting
+(``rlcode.rlhf.fast.allocator``) that was its default when these tables were first measured;
+``--cpu-heap-cache off`` measures the library default instead. Generation samples exactly L new tokens (min_new_tokens = max_new_tokens = L): TRL's generate() with
 its default batch_size=4, rlcode's generate(), and plain ``model.generate`` on all 16 at once.
 """
 
@@ -80,7 +83,7 @@ def load_weights(hf_model: torch.nn.Module, value_head: torch.nn.Linear, state: 
         value_head.bias.copy_(state["v_head.summary.bias"])
 
 
-def build(framework: str, workdir: Path):
+def build(framework: str, workdir: Path, cpu_heap_cache: bool = True):
     """(trainer, hf_model, value_head, tokenizer) of either framework, loaded with the case's weights."""
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -105,7 +108,8 @@ def build(framework: str, workdir: Path):
     model = CausalLMWithValueHead(base)
     hf_model, value_head = rlcode_parts(model)
     load_weights(hf_model, value_head, load_file(workdir / "init.safetensors"))
-    return PPOTrainer(PPOConfig(**ppo), model, tokenizer=tokenizer), hf_model, value_head, tokenizer
+    config = PPOConfig(**ppo, cpu_heap_cache=cpu_heap_cache)  # opt-in; off by default (process-wide mallopt)
+    return PPOTrainer(config, model, tokenizer=tokenizer), hf_model, value_head, tokenizer
 
 
 def timed(function, *args, **kwargs) -> float:
@@ -114,11 +118,11 @@ def timed(function, *args, **kwargs) -> float:
     return time.perf_counter() - started
 
 
-def side(framework: str, workdir: Path, warmup: int, steps: int, threads: int) -> dict:
+def side(framework: str, workdir: Path, warmup: int, steps: int, threads: int, cpu_heap_cache: bool = True) -> dict:
     """One process's measurements: step() and generation times, peak RSS, first-step stats, final weights."""
     if threads:
         torch.set_num_threads(threads)
-    trainer, hf_model, value_head, tokenizer = build(framework, workdir)
+    trainer, hf_model, value_head, tokenizer = build(framework, workdir, cpu_heap_cache)
     inputs = load_file(workdir / "inputs.safetensors")
     length = json.loads((workdir / "case.json").read_text())["length"]
     sample = dict(min_new_tokens=length, max_new_tokens=length, do_sample=True, top_k=0, top_p=1.0,
@@ -154,9 +158,10 @@ def side(framework: str, workdir: Path, warmup: int, steps: int, threads: int) -
     }
 
 
-def run_process(python: str, framework: str, workdir: Path, warmup: int, steps: int, threads: int) -> dict:
+def run_process(python: str, framework: str, workdir: Path, warmup: int, steps: int, threads: int,
+                cpu_heap_cache: str = "on") -> dict:
     command = [python, __file__, "--side", framework, "--workdir", str(workdir), "--warmup", str(warmup),
-               "--steps", str(steps), "--threads", str(threads)]
+               "--steps", str(steps), "--threads", str(threads), "--cpu-heap-cache", cpu_heap_cache]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{framework} side failed:\n{result.stderr[-4000:]}")
@@ -195,11 +200,14 @@ def main() -> int:
                         help="torch threads of both sides (0: torch's default, one per core); on a busy machine "
                         "1 avoids OpenMP threads spinning while their partner is descheduled")
     parser.add_argument("--out", type=Path, help="write all measurements as JSON")
+    parser.add_argument("--cpu-heap-cache", choices=["on", "off"], default="on",
+                        help="rlcode's PPOConfig.cpu_heap_cache (default on, as first measured; off is the library default)")
     parser.add_argument("--side", choices=["trl", "rlcode"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        print(json.dumps(side(args.side, args.workdir, args.warmup, args.steps, args.threads)))
+        heap_cache = args.cpu_heap_cache == "on"
+        print(json.dumps(side(args.side, args.workdir, args.warmup, args.steps, args.threads, heap_cache)))
         return 0
     sys.path.insert(0, str(HERE))
     from trl_env import ensure_trl_venv
@@ -213,7 +221,8 @@ def main() -> int:
                 workdir = Path(temp) / f"{name}-{length}"
                 write_case(workdir, name, length, args.warmup + args.steps)
                 trl = run_process(trl_python, "trl", workdir, args.warmup, args.steps, args.threads)
-                ours = run_process(MAIN_PYTHON, "rlcode", workdir, args.warmup, args.steps, args.threads)
+                ours = run_process(MAIN_PYTHON, "rlcode", workdir, args.warmup, args.steps, args.threads,
+                                   args.cpu_heap_cache)
                 rows.append({"model": name, "length": length, "trl": trl, "rlcode": ours,
                              "step_ratio": ours["step_s"] / trl["step_s"], "numerics": numerics(workdir, trl, ours)})
     print(f"median seconds over {args.steps} calls after {args.warmup} warm-up; batch {BATCH}, mini batch "

@@ -21,3 +21,11 @@ def test_trainer_keeps_freed_memory_only_when_configured(monkeypatch, enabled):
     monkeypatch.setattr(ppo_trainer, "keep_freed_memory", lambda: calls.append(1) or True)
     PPOTrainer(PPOConfig(batch_size=2, mini_batch_size=2, cpu_heap_cache=enabled), make_model())
     assert calls == ([1] if enabled else [])
+
+
+def test_the_process_wide_heap_setting_is_off_unless_asked_for(monkeypatch):
+    assert PPOConfig().cpu_heap_cache is False
+    calls = []
+    monkeypatch.setattr(ppo_trainer, "keep_freed_memory", lambda: calls.append(1) or True)
+    PPOTrainer(PPOConfig(batch_size=2, mini_batch_size=2), make_model())
+    assert calls == []

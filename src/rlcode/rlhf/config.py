@@ -47,8 +47,9 @@ class PPOConfig:
         True, "step() runs the model's Python tanh-GELU (GPT-2's gelu_new) as one fused kernel (equal to float rounding)"
     )
     cpu_heap_cache: bool = doc_field(
-        True, "on a CPU under glibc, keep freed memory in the heap (mallopt, process-wide) so that each minibatch's "
-        "large temporaries do not page-fault afresh; see rlcode.rlhf.fast.allocator"
+        False, "opt-in speed setting: on a CPU under glibc, keep freed memory in the heap so that each minibatch's "
+        "large temporaries do not page-fault afresh. It sets glibc's malloc thresholds (mallopt) for the whole "
+        "process, for good; see rlcode.rlhf.fast.allocator"
     )
     forward_batch_size: int | None = doc_field(
         None, "rows per no-grad forward (None: epoch 0's minibatches, so the ratios before the first optimizer "

@@ -5,7 +5,7 @@ log-softmax). glibc's malloc serves a block above its dynamic mmap threshold wit
 returns the heap top above its trim threshold to the OS, so such blocks are zero-filled by page faults
 on every first touch again (measured: ~9% of a 4-layer GPT-2 ``step()`` on one core). Fixing both
 thresholds with ``mallopt`` keeps the blocks in the heap, as PyTorch's caching allocator does on a GPU.
-The setting is process-wide and stays; it changes no result.
+The setting is process-wide and stays, so it is opt-in (``PPOConfig(cpu_heap_cache=True)``); it changes no result.
 """
 
 from __future__ import annotations
