@@ -7,7 +7,7 @@ from .conftest import make_batch, make_model
 
 
 def _gradients(model, tied: bool, logits_in_loss: bool = True):
-    model._tied_inputs = tied
+    model.tied_inputs = tied
     model.zero_grad(set_to_none=True)
     ids = torch.tensor([[3, 4, 3, 9, 3, 5], [7, 7, 8, 3, 1, 0]])  # repeated tokens: rows that sum several gradients
     attention = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
@@ -45,7 +45,7 @@ def test_step_with_the_tied_path_matches_the_plain_modules():
     results = []
     for tied in (False, True):
         model = make_model()
-        model._tied_inputs = tied
+        model.tied_inputs = tied
         trainer = PPOTrainer(PPOConfig(batch_size=8, mini_batch_size=2, learning_rate=1e-3), model)
         for _ in range(2):
             trainer.step(queries, responses, scores)

@@ -72,7 +72,7 @@ def test_frozen_copy_is_detached_and_in_eval():
 @pytest.mark.parametrize("split", [True, False])
 def test_selected_outputs_equal_the_full_forward(split):
     model = make_model().eval()
-    model._split_heads = split
+    model.split_heads = split
     ids = torch.randint(0, 50, (3, 7))
     attention = torch.ones_like(ids)
     positions = torch.rand(3, 7) > 0.5
@@ -96,3 +96,20 @@ def test_construction_from_a_config_and_trl_saved_heads(tmp_path):
     loaded = CausalLMWithValueHead.from_pretrained(tmp_path)
     assert torch.equal(loaded.v_head.summary.weight, head["v_head.summary.weight"])
     assert torch.equal(loaded.v_head.summary.bias, head["v_head.summary.bias"])
+
+
+def test_forward_paths_are_public_switches():
+    model = CausalLMWithValueHead.from_config(tiny_config(), split_heads=False, tied_inputs=False)
+    assert not model.split_heads and not model.tied_inputs and model._split_heads is False  # no probe ran
+    model.split_heads = None  # back to detection: GPT-2 is lm_head(transformer(x))
+    assert model.split_heads and model.frozen_copy().split_heads
+    with pytest.raises(TypeError, match="True, False or None"):
+        model.tied_inputs = 1
+
+
+def test_split_heads_true_is_refused_for_a_model_without_a_linear_head():
+    model = make_model()
+    model.pretrained_model.lm_head = torch.nn.Identity()
+    with pytest.raises(ValueError, match="split_heads=True needs"):
+        model.split_heads = True
+    assert not model.split_heads  # detection takes the plain path

@@ -79,7 +79,7 @@ def _model_from_config(data: dict[str, Any], dropout: float, attention: str | No
 
     data = {k: v for k, v in data.items() if k != "_attn_implementation_autoset"}
     config = AutoConfig.for_model(data.pop("model_type"), **data)
-    kwargs = {"attn_implementation": attention} if attention else {}
+    kwargs: dict[str, Any] = {"attn_implementation": attention} if attention else {}
     return CausalLMWithValueHead.from_config(config, summary_dropout_prob=dropout, **kwargs)
 
 

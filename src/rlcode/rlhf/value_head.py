@@ -61,10 +61,29 @@ class ValueHead(nn.Module):
 
 
 class CausalLMWithValueHead(nn.Module):
-    """A causal LM whose forward returns ``(logits, values)``, both over every position."""
+    """A causal LM whose forward returns ``(logits, values)``, both over every position.
+
+    Two forward paths of ``selected_outputs`` (the trainer's forwards) are public switches, each
+    ``True``, ``False`` or ``None`` (the default: detect, see below), given to the constructor,
+    ``from_pretrained``/``from_config``, or assigned to the attribute of the same name:
+
+    * ``split_heads``: run the backbone, then the LM head on the selected positions only (most of a
+      small model's forward cost is the vocabulary projection). Needs the model to be
+      ``lm_head(base_model(x))`` with a ``Linear`` head; ``False`` runs the model's own forward.
+    * ``tied_inputs`` (with ``split_heads``): when the input embedding and LM head share one weight
+      (GPT-2's ``wte``), feed the backbone ``inputs_embeds`` from ``rlcode.rlhf.fast.tied`` so that weight
+      gets one gradient buffer. Needs ``base_model(inputs_embeds=embed(ids))`` to equal
+      ``base_model(input_ids=ids)`` (models that derive positions from pad ids do not).
+
+    Detection (``None``) is decided once, on first use, by running both forwards on a fixed 7-token
+    probe (ids 0..6) in eval mode without gradients and comparing them (``split_heads``: within
+    1e-4; ``tied_inputs``: exactly). No randomness enters, so for given model code and weights the
+    answer is always the same; set the switch to skip the probe or to overrule it.
+    """
 
     def __init__(
-        self, pretrained_model: Any, summary_dropout_prob: float | None = None, hidden_size: int | None = None
+        self, pretrained_model: Any, summary_dropout_prob: float | None = None, hidden_size: int | None = None,
+        *, split_heads: bool | None = None, tied_inputs: bool | None = None,
     ) -> None:
         """``pretrained_model`` is a transformers causal LM, or a transformers config to build one from."""
         super().__init__()
@@ -86,18 +105,25 @@ class CausalLMWithValueHead(nn.Module):
             self.v_head.to(parameter.device)
         self._split_heads: bool | None = None  # whether lm_head(backbone(x)) == model(x).logits
         self._tied_inputs: bool | None = None  # whether backbone(inputs_embeds=lookup(x)) == backbone(x)
+        self.split_heads = split_heads  # type: ignore[assignment]  # None: detect on first use
+        self.tied_inputs = tied_inputs  # type: ignore[assignment]
 
     # construction -------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Any, summary_dropout_prob: float | None = None, **kwargs: Any) -> CausalLMWithValueHead:
+    def from_config(
+        cls, config: Any, summary_dropout_prob: float | None = None, *, split_heads: bool | None = None,
+        tied_inputs: bool | None = None, **kwargs: Any,
+    ) -> CausalLMWithValueHead:
         """A randomly initialised LM from a transformers config (no download), plus a fresh head."""
         from transformers import AutoModelForCausalLM
 
-        return cls(AutoModelForCausalLM.from_config(config, **kwargs), summary_dropout_prob)
+        return cls(AutoModelForCausalLM.from_config(config, **kwargs), summary_dropout_prob,
+                   split_heads=split_heads, tied_inputs=tied_inputs)
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, summary_dropout_prob: float | None = None, **kwargs: Any
+        cls, name_or_path: str | Path, summary_dropout_prob: float | None = None, *, split_heads: bool | None = None,
+        tied_inputs: bool | None = None, **kwargs: Any,
     ) -> CausalLMWithValueHead:
         """Load the LM with ``AutoModelForCausalLM.from_pretrained`` and, when saved, the value head."""
         from transformers import AutoModelForCausalLM
@@ -107,7 +133,7 @@ class CausalLMWithValueHead(nn.Module):
         head_config = directory / VALUE_HEAD_CONFIG
         if summary_dropout_prob is None and head_config.is_file():
             summary_dropout_prob = json.loads(head_config.read_text())["summary_dropout_prob"]
-        wrapped = cls(model, summary_dropout_prob)
+        wrapped = cls(model, summary_dropout_prob, split_heads=split_heads, tied_inputs=tied_inputs)
         state = _saved_value_head(directory)
         if state:
             wrapped.v_head.load_state_dict(state)
@@ -167,9 +193,9 @@ class CausalLMWithValueHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and values only where ``positions`` [B, T] is True: ([N, V], [N] or None).
 
-        When the LM is ``lm_head(backbone(x))`` (checked once numerically) the vocabulary projection runs
-        on the N selected hidden states only, which is most of the cost of a small-model forward. With
-        gradients and a tied embedding/head weight, ``rlcode.rlhf.fast.tied`` gives that weight one gradient.
+        With ``split_heads`` the vocabulary projection runs on the N selected hidden states only, which is
+        most of the cost of a small-model forward. With gradients, ``tied_inputs`` and a tied
+        embedding/head weight, ``rlcode.rlhf.fast.tied`` gives that weight one gradient (see the class).
         """
         if self.split_heads:
             base = self.pretrained_model.base_model
@@ -192,11 +218,14 @@ class CausalLMWithValueHead(nn.Module):
 
     @property
     def tied_inputs(self) -> bool:
-        """Whether the backbone gives the same hidden states from ``inputs_embeds=lookup(ids)`` as from ids
-        (checked once on a probe; models that derive positions from pad ids in ``input_ids`` do not)."""
+        """Whether the split-head path feeds the backbone a tied lookup (see the class); set it to choose."""
         if self._tied_inputs is None:
             self._tied_inputs = self._check_tied_inputs()
         return self._tied_inputs
+
+    @tied_inputs.setter
+    def tied_inputs(self, value: bool | None) -> None:
+        self._tied_inputs = _switch("tied_inputs", value)
 
     def _check_tied_inputs(self) -> bool:
         model: Any = self.pretrained_model
@@ -217,16 +246,28 @@ class CausalLMWithValueHead(nn.Module):
 
     @property
     def split_heads(self) -> bool:
+        """Whether ``selected_outputs`` runs the LM head on the selected positions only (see the class)."""
         if self._split_heads is None:
-            self._split_heads = self._check_split_heads()
+            self._split_heads = self._can_split() and self._check_split_heads()
         return self._split_heads
+
+    @split_heads.setter
+    def split_heads(self, value: bool | None) -> None:
+        if _switch("split_heads", value) and not self._can_split():
+            raise ValueError(
+                f"split_heads=True needs a model that is lm_head(base_model(x)) with a Linear head; "
+                f"{type(self.pretrained_model).__name__} is not. Pass split_heads=False or None."
+            )
+        self._split_heads = value
+
+    def _can_split(self) -> bool:
+        model: Any = self.pretrained_model
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        return isinstance(head, nn.Linear) and getattr(model, "base_model", model) is not model
 
     def _check_split_heads(self) -> bool:
         model: Any = self.pretrained_model
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        base = getattr(model, "base_model", model)
-        if not isinstance(head, nn.Linear) or base is model:
-            return False
+        head, base = model.get_output_embeddings(), model.base_model
         was_training = model.training
         model.eval()
         try:
@@ -243,7 +284,16 @@ class CausalLMWithValueHead(nn.Module):
             return same_hidden and full.logits.shape == split.shape and torch.allclose(
                 full.logits.float(), split, rtol=1e-4, atol=1e-4
             )
-        except Exception:  # an unusual model: fall back to the plain forward
+        # An unusual model: its forward takes no such arguments or returns no logits/hidden_states (TypeError,
+        # AttributeError, transformers' ValueError), or its head does not fit the backbone's output
+        # (RuntimeError): the plain forward serves it.
+        except (TypeError, AttributeError, ValueError, RuntimeError):
             return False
         finally:
             model.train(was_training)
+
+
+def _switch(name: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True, False or None (detect), got {value!r}.")
+    return value
