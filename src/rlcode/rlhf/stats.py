@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum, is_distributed, world_size
+from rlcode.rlhf.rewards import masked_mean
 from rlcode.rlhf.update import MINIBATCH_STATS, UpdateResult
 
 
@@ -53,7 +54,6 @@ def step_stats(
     kl_per_row = all_gather_cat((kls * mask).sum(dim=-1))  # [B_global]
     entropy_per_row = all_gather_cat((-log_probs * mask).sum(dim=-1))
     all_scores = all_gather_cat(scores.float())
-    token_sums = all_reduce_sum(torch.stack([(non_score * mask).sum(), mask.sum()]))
     lengths = all_gather_cat(torch.as_tensor(np.stack([query_lengths, response_lengths], 1), dtype=torch.float))
     query_lens, response_lens = lengths[:, 0], lengths[:, 1]
     mean_kl = kl_per_row.mean()
@@ -67,7 +67,7 @@ def step_stats(
         "objective/ref_logprobs": _numpy(gather_ragged(ref_log_probs[positions])),
         "objective/kl_coef": float(kl_coef),
         "objective/entropy": float(entropy_per_row.mean()),
-        "ppo/mean_non_score_reward": float(token_sums[0] / token_sums[1]),
+        "ppo/mean_non_score_reward": float(masked_mean(non_score, mask, reduce=all_reduce_sum)),
         "ppo/mean_scores": float(all_scores.mean()),
         "ppo/std_scores": float(all_scores.std()) if all_scores.numel() > 1 else float("nan"),
         "tokens/queries_len_mean": float(query_lens.mean()),

@@ -56,15 +56,33 @@ class UpdateResult:
     skipped: int  # minibatches whose loss ratio_threshold zeroed
 
 
+# --- per-token PPO loss terms -----------------------------------------------------------------------------
+# rlcode.losses reduces its losses to one number; the RLHF tier needs the per-token terms (its losses are
+# sums over the global minibatch's tokens, and every minibatch's statistics are taken from them at once).
+# These two are a local adapter with the signatures proposed for rlcode/losses.py, whose
+# clipped_surrogate_loss and value_loss would reduce them; swap for ``from rlcode.losses import ...``.
+def clipped_surrogate_terms(
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (−A·r, −A·clip(r, 1 − ε, 1 + ε)): the loss is their maximum (Schulman et al. 2017, eq. 7)."""
+    return -advantages * ratio, -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+
+
+def clipped_value_terms(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²): the loss is ½ their maximum (TRL's clip_by_value)."""
+    values_clipped = torch.clamp(values, old_values - clip_range, old_values + clip_range)
+    return (values - returns) ** 2, (values_clipped - returns) ** 2
+# ---------------------------------------------------------------------------------------------------------
+
+
 def clipped_losses(ratio: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor, old_values: torch.Tensor,
                    returns: torch.Tensor, config: PPOConfig) -> tuple[torch.Tensor, ...]:
-    """Per-token (policy loss, clipped policy loss, value loss, clipped value loss), each [N]: the clipped
-    surrogate (Schulman et al. 2017, eq. 7) and the squared error with values clipped around the
-    rollout's (TRL's clip_by_value). ``minibatch_loss`` and ``minibatch_stats`` both use them."""
-    values_clipped = torch.clamp(values, old_values - config.cliprange_value, old_values + config.cliprange_value)
-    policy_losses = -advantages * ratio
-    policy_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - config.cliprange, 1.0 + config.cliprange)
-    return policy_losses, policy_losses_clipped, (values - returns) ** 2, (values_clipped - returns) ** 2
+    """Per-token (policy loss, clipped policy loss, value loss, clipped value loss), each [N], with the
+    config's clip ranges. ``minibatch_loss`` and ``minibatch_stats`` both use them."""
+    return (*clipped_surrogate_terms(ratio, advantages, config.cliprange),
+            *clipped_value_terms(values, old_values, returns, config.cliprange_value))
 
 
 def minibatch_loss(
