@@ -15,9 +15,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "rlcode"
 TIERS = ("rlcode.tabular", "rlcode.policy_gradient", "rlcode.rlhf")
 # Modules every tier may use, so they import no tier, not even inside a function. The command line
-# (rlcode.cli) sits above the tiers and imports them on use; distributed.py serves only the RLHF tier.
+# (rlcode.cli) sits above the tiers and imports them on use.
 SHARED_PACKAGES = ("rlcode.run", "rlcode.sweeps")
-NOT_SHARED = ("rlcode.__main__", "rlcode.distributed")  # __main__ runs the command line: not imported here
+NOT_SHARED = ("rlcode.__main__",)  # __main__ runs the command line: not imported here
 
 
 def _modules() -> dict[str, Path]:
