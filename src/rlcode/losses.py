@@ -18,6 +18,25 @@ def policy_gradient_loss(
     return -masked_mean(log_probs * advantages.detach(), mask)
 
 
+def clipped_surrogate_terms(
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (−A·r, −A·clip(r, 1 − ε, 1 + ε)): PPO's loss is their maximum (Schulman et al. 2017, eq. 7).
+    ``clipped_surrogate_loss`` averages it; the RLHF tier sums it over the global minibatch's tokens."""
+    return -advantages * ratio, -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+
+
+def clipped_value_terms(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²): the loss is ½ their maximum, in TRL 0.11's
+    form (``clip_by_value``), which the RLHF tier keeps for parity. ``value_loss`` below writes the clip as
+    SB3 does, V_old + clip(V − V_old, ±ε): the same number up to the last bit, and the fused engine's
+    closed-form gradient and its tie-counting test follow that form."""
+    values_clipped = torch.clamp(values, old_values - clip_range, old_values + clip_range)
+    return (values - returns) ** 2, (values_clipped - returns) ** 2
+
+
 def clipped_surrogate_loss(
     log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,
@@ -34,8 +53,7 @@ def clipped_surrogate_loss(
     """
     log_ratio = log_probs - old_log_probs
     ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    unclipped, clipped = clipped_surrogate_terms(ratio, advantages, clip_range)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
         stats = {

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlcode.masked import masked_whiten
+from rlcode.masked import masked_var, masked_whiten
 from rlcode.rlhf import AdaptiveKLController, FixedKLController, RunningMoments, processed_scores
 from rlcode.rlhf.distributed import all_reduce_sum
-from rlcode.rlhf.rewards import masked_var, token_advantages, token_rewards
-from rlcode.rlhf.rewards import masked_whiten as reduced_masked_whiten
+from rlcode.rlhf.rewards import token_advantages, token_rewards
 
 
 def random_mask(rows, width, seed=0):
@@ -47,21 +46,21 @@ def test_whitened_rewards_keep_their_mean():
     torch.manual_seed(1)
     mask = random_mask(4, 7, seed=1)
     rewards = torch.randn(4, 7)
-    whitened = reduced_masked_whiten(rewards * mask, mask, shift_mean=False, reduce=all_reduce_sum)
+    whitened = masked_whiten(rewards * mask, mask, shift_mean=False, reduce=all_reduce_sum)
     torch.testing.assert_close(whitened, masked_whiten(rewards * mask, mask, shift_mean=False))
     selected = (rewards * mask)[mask > 0]
     assert float(whitened[mask > 0].mean()) == pytest.approx(float(selected.mean()), abs=1e-5)
 
 
-def test_reduce_applies_to_every_sum_and_count():
+def test_shared_masked_statistics_reduce_every_sum_and_count():
     """A reduce that doubles sums and counts is two identical processes: the statistics of the batch twice."""
     mask = random_mask(4, 7, seed=2)
     values = torch.randn(4, 7)
     twice = lambda tensor: 2 * tensor  # noqa: E731
     both = torch.cat([values, values]), torch.cat([mask, mask])
     torch.testing.assert_close(masked_var(values, mask, reduce=twice), masked_var(*both))
-    whitened = reduced_masked_whiten(values, mask, reduce=twice)
-    torch.testing.assert_close(torch.cat([whitened, whitened]), reduced_masked_whiten(*both))
+    whitened = masked_whiten(values, mask, reduce=twice)
+    torch.testing.assert_close(torch.cat([whitened, whitened]), masked_whiten(*both))
 
 
 def test_score_lands_on_the_last_trained_token():

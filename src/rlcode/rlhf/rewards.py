@@ -8,68 +8,13 @@ global batch's mean and variance.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from rlcode.advantages import gae
+from rlcode.masked import masked_whiten
 from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum
-
-# --- shared masked statistics with a reduce= hook --------------------------------------------------------
-# rlcode.masked.masked_mean/masked_var/masked_whiten with one more argument, ``reduce``: a callable applied to
-# every sum and count before they are divided (``all_reduce_sum`` here, so that under torchrun the statistics
-# are the global batch's; the identity in one process). These three are a local adapter with exactly the
-# signatures proposed for rlcode/masked.py; once masked.py has ``reduce=`` (and TRL's Bessel order,
-# ``variance * (count / (count - 1))``), they are replaced by ``from rlcode.masked import ...``.
-Reduce = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
-
-
-def masked_mean(
-    values: torch.Tensor, mask: torch.Tensor | None = None, dim: int | None = None, reduce: Reduce | None = None
-) -> torch.Tensor:
-    """Mean over the positions where ``mask`` is 1: reduce(sum) / reduce(count) (TRL's masked_mean)."""
-    reduce = reduce or _local
-    if mask is None:
-        mask = torch.ones_like(values)
-    if dim is None:
-        return reduce((values * mask).sum()) / reduce(mask.sum())
-    return reduce((values * mask).sum(dim=dim)) / reduce(mask.sum(dim=dim))
-
-
-def masked_var(
-    values: torch.Tensor, mask: torch.Tensor | None = None, unbiased: bool = True, reduce: Reduce | None = None
-) -> torch.Tensor:
-    """Two-pass variance over masked positions, Bessel-corrected like TRL's ``masked_var``."""
-    reduce = reduce or _local
-    if mask is None:
-        mask = torch.ones_like(values)
-    count = reduce(mask.sum())  # reduced once, for the mean, the variance and Bessel's correction
-    mean = reduce((values * mask).sum()) / count
-    variance = reduce(((values - mean) ** 2 * mask).sum()) / count
-    if unbiased:
-        if float(count) <= 1:
-            raise ValueError(
-                "masked_var needs at least two unmasked values for an unbiased variance; "
-                "use a larger batch or longer responses."
-            )
-        variance = variance * (count / (count - 1))
-    return variance
-
-
-def masked_whiten(
-    values: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8,
-    reduce: Reduce | None = None,
-) -> torch.Tensor:
-    """(x − mean) / sqrt(var + eps) over masked positions; with shift_mean=False the mean is kept (TRL's whiten)."""
-    mean, variance = masked_mean(values, mask, reduce=reduce), masked_var(values, mask, reduce=reduce)
-    whitened = (values - mean) * torch.rsqrt(variance + eps)
-    return whitened if shift_mean else whitened + mean
-# ---------------------------------------------------------------------------------------------------------
 
 
 def token_rewards(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlcode.masked import masked_mean
 from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum, is_distributed, world_size
-from rlcode.rlhf.rewards import masked_mean
 from rlcode.rlhf.update import MINIBATCH_STATS, UpdateResult
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from rlcode.errors import TrainingDiverged
+from rlcode.losses import clipped_surrogate_terms, clipped_value_terms
 from rlcode.rlhf.config import PPOConfig
 from rlcode.rlhf.distributed import all_reduce_sum, is_distributed, sum_gradients
 from rlcode.rlhf.sequences import ResponseBatch, response_forward
@@ -56,25 +57,6 @@ class UpdateResult:
     skipped: int  # minibatches whose loss ratio_threshold zeroed
 
 
-# --- per-token PPO loss terms -----------------------------------------------------------------------------
-# rlcode.losses reduces its losses to one number; the RLHF tier needs the per-token terms (its losses are
-# sums over the global minibatch's tokens, and every minibatch's statistics are taken from them at once).
-# These two are a local adapter with the signatures proposed for rlcode/losses.py, whose
-# clipped_surrogate_loss and value_loss would reduce them; swap for ``from rlcode.losses import ...``.
-def clipped_surrogate_terms(
-    ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (−A·r, −A·clip(r, 1 − ε, 1 + ε)): the loss is their maximum (Schulman et al. 2017, eq. 7)."""
-    return -advantages * ratio, -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-
-
-def clipped_value_terms(
-    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token ((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²): the loss is ½ their maximum (TRL's clip_by_value)."""
-    values_clipped = torch.clamp(values, old_values - clip_range, old_values + clip_range)
-    return (values - returns) ** 2, (values_clipped - returns) ** 2
-# ---------------------------------------------------------------------------------------------------------
 
 
 def clipped_losses(ratio: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor, old_values: torch.Tensor,
