@@ -15,7 +15,8 @@ import pytest
 
 from rlcode.cli.app import main
 from rlcode.configs import ConfigError
-from rlcode.sweeps.sweeps import bootstrap_ci, build_configs, iqm, run_sweep, summarise, trials_from_configs
+from rlcode.statistics import iqm
+from rlcode.sweeps.sweeps import bootstrap_ci, build_configs, run_sweep, summarise, trials_from_configs
 
 TINY = {"episodes": 300, "eval_episodes": 20, "log_points": 2}  # qlearning on FrozenLake: well under a second
 

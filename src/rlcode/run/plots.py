@@ -25,6 +25,7 @@ from rlcode.algorithms import ALGORITHMS
 from rlcode.errors import RunDataError, short_repr
 from rlcode.extras import require
 from rlcode.run.metrics import EPISODE_RETURN
+from rlcode.statistics import percentile_bootstrap
 
 # Used when the asked metric is missing; runs that log it (the tabular tier) plot the exact value of
 # their greedy policy first: it is exact, not the noisy ε-greedy training return.
@@ -123,17 +124,8 @@ def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
 def bootstrap_band(
     stacked: np.ndarray, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the mean over seeds, at every point: stacked [seeds, points].
-
-    Unlike a t-interval it stays inside the seeds' range, so a band never leaves what the metric can
-    reach (a return above 500 on CartPole); the fixed generator makes figures reproducible.
-    """
-    n = stacked.shape[0]
-    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # [R, seeds]
-    means = stacked[picks].mean(axis=1)  # [R, points]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return low, high
+    """Percentile bootstrap interval of the mean over seeds, at every point: stacked [seeds, points]."""
+    return percentile_bootstrap(stacked, lambda resampled: resampled.mean(axis=1), confidence, resamples, seed)
 
 
 def curve(records: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:

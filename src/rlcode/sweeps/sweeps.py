@@ -28,6 +28,7 @@ import numpy as np
 
 from rlcode.configs import ConfigError, config_from_dict, config_to_dict, load_config_file
 from rlcode.run.atomic import write_json_atomic
+from rlcode.statistics import iqm, percentile_bootstrap
 from rlcode.sweeps.backends import BACKENDS, RUNNERS, Trial, jsonable, require_ray
 
 METRIC_PREFERENCE = ("eval/mean_return", "mean_return", "eval_mean_return", "final_return", "return")
@@ -153,22 +154,10 @@ def check_env_ids(configs: Sequence[Any]) -> None:
         resolve_env_id(env_id)
 
 
-def iqm(values: np.ndarray) -> np.ndarray:
-    """Interquartile mean along the last axis: drop the lowest and highest quarter (scipy's trim_mean)."""
-    ordered = np.sort(values, axis=-1)
-    n = ordered.shape[-1]
-    cut = int(0.25 * n)
-    return ordered[..., cut : n - cut].mean(axis=-1)
-
-
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, resamples: int = 10_000,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the IQM over seeds (fixed generator: the table is reproducible)."""
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    stats = iqm(data[rng.integers(0, len(data), size=(resamples, len(data)))])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
+    low, high = percentile_bootstrap(np.asarray(values, dtype=float), iqm, confidence, resamples, seed)
     return float(low), float(high)
 
 
