@@ -17,6 +17,7 @@ import torch
 
 from rlcode.advantages import gae
 from rlcode.batch import TensorBatch
+from rlcode.losses import explained_variance
 from rlcode.policy_gradient.actor_critic import ActorCritic
 from rlcode.policy_gradient.normalize import Normalizer
 
@@ -157,6 +158,18 @@ def with_outputs(batch: TensorBatch, old_log_probs: torch.Tensor, entropy: torch
 def mean_entropy(batch: TensorBatch) -> float:
     """The policy's mean entropy over a rollout's valid steps (``with_policy_outputs`` adds it)."""
     return float((batch.entropy * batch.mask).sum() / batch.mask.sum().clamp(min=1))
+
+
+def rollout_statistics(batch: TensorBatch) -> dict[str, float]:
+    """What train() logs about a prepared rollout beside the update's own statistics: the policy's
+    mean entropy, and how much of the returns' variance the critic explains (SB3's
+    ``explained_variance`` of the rollout's values against its returns; nan below two valid steps)."""
+    stats = {"loss/entropy": mean_entropy(batch)}
+    if "returns" in batch and "values" in batch:
+        enough = float(batch.mask.sum()) >= 2
+        stats["value/explained_variance"] = (
+            explained_variance(batch["values"], batch["returns"], batch.mask) if enough else float("nan"))
+    return stats
 
 
 def valid_rows(batch: TensorBatch, keys: tuple[str, ...]) -> TensorBatch:

@@ -34,7 +34,7 @@ from rlcode.policy_gradient.envs import (
 )
 from rlcode.policy_gradient.normalize import Normalizer
 from rlcode.policy_gradient.optim import make_optimizer, scheduled, set_learning_rate
-from rlcode.policy_gradient.rollout import RolloutCollector, mean_entropy, with_policy_outputs
+from rlcode.policy_gradient.rollout import RolloutCollector, rollout_statistics, with_policy_outputs
 
 __all__ = ["PolicyGradientRun", "train", "evaluate", "evaluate_policy", "CONFIGS"]
 
@@ -63,7 +63,7 @@ def learn(policy: ActorCritic, optimizer: Any, rollout: TensorBatch, last_observ
     (``fast.Engine.learn`` does the same on the fast path.)"""
     module = UPDATES[config.algorithm]
     batch = module.prepare(with_policy_outputs(policy, rollout, last_observations), config)
-    return module.update(policy, optimizer, batch, config, **options) | {"loss/entropy": mean_entropy(batch)}
+    return module.update(policy, optimizer, batch, config, **options) | rollout_statistics(batch)
 
 
 def seed_everything(seed: int) -> None:

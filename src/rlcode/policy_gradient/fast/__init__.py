@@ -29,7 +29,7 @@ from rlcode.policy_gradient.config import A2CConfig, PPOConfig
 from rlcode.policy_gradient.fast import fused, fused_numpy
 from rlcode.policy_gradient.fast.optim import Optimizer, make_optimizer
 from rlcode.policy_gradient.normalize import Normalizer
-from rlcode.policy_gradient.rollout import RolloutCollector, mean_entropy, valid_rows, with_outputs
+from rlcode.policy_gradient.rollout import RolloutCollector, rollout_statistics, valid_rows, with_outputs
 
 __all__ = ["Engine", "make_optimizer", "unsupported_reason"]
 
@@ -99,7 +99,7 @@ class Engine:
             self._bound(policy, optimizer)
             return fused_numpy.a2c_rollout_update(self.numpy, rollout, last_observations, config)
         batch = ppo.prepare(self.with_policy_outputs(policy, rollout, last_observations), config)
-        return self.ppo_update(policy, optimizer, batch, config, **options) | {"loss/entropy": mean_entropy(batch)}
+        return self.ppo_update(policy, optimizer, batch, config, **options) | rollout_statistics(batch)
 
 
 def _prepared(minibatches: Any, config: PPOConfig, engine: fused.FlatMLP) -> Any:
