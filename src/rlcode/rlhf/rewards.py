@@ -15,6 +15,7 @@ import torch
 from rlcode.advantages import gae
 from rlcode.masked import masked_whiten
 from rlcode.rlhf.distributed import all_gather_cat, all_reduce_sum
+from rlcode.statistics import RunningMeanStd
 
 
 def token_rewards(
@@ -52,8 +53,9 @@ def token_advantages(
     return values, advantages, returns
 
 
-class RunningMoments:
-    """Running mean and std of all scores seen (Chan et al. parallel update), kept in float64.
+class RunningMoments(RunningMeanStd):
+    """Running mean and std of all scores seen: ``rlcode.statistics.RunningMeanStd`` with TRL's initial
+    count (1e-24) and TRL's names, plus the unbiased std over everything seen.
 
     TRL 0.11 keeps these as Python floats and then calls ``.to()`` on them, so its score scaling
     crashes on the first step; here it works. Under torchrun every process updates with the
@@ -61,24 +63,16 @@ class RunningMoments:
     """
 
     def __init__(self) -> None:
-        self.mean, self.std, self.var, self.count = 0.0, 1.0, 1.0, 1e-24
+        super().__init__((), epsilon=1e-24)
+        self.mean, self.var, self.std = 0.0, 1.0, 1.0
 
-    def update(self, scores: torch.Tensor) -> tuple[float, float]:
+    def update(self, scores: torch.Tensor) -> tuple[float, float]:  # type: ignore[override]
         """Fold in a batch of scores; returns that batch's (mean, unbiased std)."""
-        xs = all_gather_cat(scores.detach()).double()
-        batch_count = xs.numel()
-        batch_var, batch_mean = torch.var_mean(xs, unbiased=False)
-        batch_mean_f, batch_var_f = float(batch_mean), float(batch_var)
-        delta = batch_mean_f - self.mean
-        total = self.count + batch_count
-        old_sum = self.var * self.count + delta**2 * self.count * batch_count / total
-        new_var = (old_sum + batch_var_f * batch_count) / total
-        self.mean += delta * batch_count / total
-        self.std = math.sqrt(new_var * total / (total - 1))
-        self.var = new_var
-        self.count = total
-        batch_std = math.sqrt(batch_var_f * batch_count / (batch_count - 1)) if batch_count > 1 else 0.0
-        return batch_mean_f, batch_std
+        xs = all_gather_cat(scores.detach()).double().cpu().numpy()  # [N] over every process
+        super().update(xs)
+        self.mean, self.var = float(self.mean), float(self.var)
+        self.std = math.sqrt(self.var * self.count / (self.count - 1))
+        return float(xs.mean()), (float(xs.std(ddof=1)) if xs.size > 1 else 0.0)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "var": self.var, "count": self.count}
