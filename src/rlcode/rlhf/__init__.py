@@ -28,7 +28,7 @@ _WHERE = {
     "RunningMoments": "rewards", "processed_scores": "rewards", "token_advantages": "rewards",
     "token_rewards": "rewards",
     "ResponseBatch": "sequences", "response_forward": "sequences",
-    "CausalLMWithValueHead": "value_head", "ValueHead": "value_head",
+    "AutoModelForCausalLMWithValueHead": "value_head", "CausalLMWithValueHead": "value_head", "ValueHead": "value_head",
 }
 __all__ = sorted(_WHERE)
 

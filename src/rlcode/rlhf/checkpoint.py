@@ -53,7 +53,8 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
         },
         tensors={
             "model": _untied(trainer.model.state_dict()),
-            "ref_model": _untied(trainer.ref_model.state_dict()),
+            # no ref_model entry when the reference is the policy itself with its adapters disabled
+            **({} if trainer.ref_model is None else {"ref_model": _untied(trainer.ref_model.state_dict())}),
             "optimizer": optimizer_tensors,
             "rng": rng_tensors,
         },

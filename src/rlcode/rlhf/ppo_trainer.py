@@ -113,13 +113,16 @@ class PPOTrainer:
         self.local_batch_size = check_divisible(config.batch_size, "PPOConfig.batch_size")
         set_seed(config.seed)
         self.model = _as_value_model(model)
-        if ref_model is None:
+        self.ref_model: CausalLMWithValueHead | None
+        if ref_model is None and self.model.is_peft_model:
+            self.ref_model = None  # the reference is the policy with its adapters disabled: no copy
+        elif ref_model is None:
             self.ref_model = self.model.frozen_copy()
         else:
             self.ref_model = _as_value_model(ref_model)
             self.ref_model.eval()
             self.ref_model.requires_grad_(False)
-        self.model.eval()  # every forward is dropout-free, so the first ratio is exactly 1
+        self.model.eval()  # dropout off: generation and every forward of step() (see training_forwards)
         if config.cpu_heap_cache and self.model.device.type == "cpu":
             keep_freed_memory()
         self.tokenizer = tokenizer
@@ -163,16 +166,17 @@ class PPOTrainer:
             self.model.device, distributed=world_size() > 1, max_positions=_max_positions(self.model),
         )
         self._check_trained_tokens(responses, response_masks)
-        self.model.eval()
         moments = copy.copy(self.score_moments)  # restored if the step is refused
         scores_used = processed_scores(
             score_tensor, self.score_moments, self.config.use_score_scaling, self.config.use_score_norm,
             self.config.score_clip,
         )
         batch = ResponseBatch.pad(queries, responses, response_masks, self._padding_id, self.model.device)
-        activations = fused_activations(self.model, self.ref_model) if self.config.fused_activations else nullcontext()
+        models = [m for m in (self.model, self.ref_model) if m is not None]
+        activations = fused_activations(*models) if self.config.fused_activations else nullcontext()
         try:
-            with activations:
+            # dropout off in every forward, so the first ratio is exactly 1 (see training_forwards)
+            with activations, self.model.training_forwards():
                 stats = self._step(batch, scores_used)
         except TrainingDiverged:
             self.score_moments = moments
@@ -191,7 +195,7 @@ class PPOTrainer:
         groups = self._forward_groups(batch, first_order)
         with torch.no_grad():
             policy = self._forward(self.model, batch, groups, values=True, full=full)
-            reference = self._forward(self.ref_model, batch, groups, values=False, full=full)
+            reference = self._reference_forward(batch, groups, full)
         timing["time/ppo/forward_pass"] = time.time() - tick
 
         tick = time.time()
@@ -277,6 +281,13 @@ class PPOTrainer:
         groups = [local[(local >= 0) & (local < batch.size)]
                   for local in (first_order[i : i + step] - offset for i in range(0, len(first_order), step))]
         return [group for group in groups if len(group)]
+
+    def _reference_forward(self, batch: ResponseBatch, groups: list[np.ndarray], full: bool) -> ResponseOutputs:
+        """The reference's log-probs: the frozen copy's, or the policy's own with its adapters disabled."""
+        if self.ref_model is not None:
+            return self._forward(self.ref_model, batch, groups, values=False, full=full)
+        with self.model.adapters_disabled():
+            return self._forward(self.model, batch, groups, values=False, full=full)
 
     def _forward(self, model: CausalLMWithValueHead, batch: ResponseBatch, groups: list[np.ndarray], values: bool,
                  full: bool) -> ResponseOutputs:
@@ -371,6 +382,6 @@ class PPOTrainer:
         import torch.distributed as dist
 
         with torch.no_grad():
-            for module in (self.model, self.ref_model):
+            for module in (m for m in (self.model, self.ref_model) if m is not None):
                 for tensor in list(module.parameters()) + list(module.buffers()):
                     dist.broadcast(tensor.data, src=0)

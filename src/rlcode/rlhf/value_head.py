@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,22 @@ class CausalLMWithValueHead(nn.Module):
         reference.requires_grad_(False)
         return reference
 
+    # PEFT and step() modes (interface used by PPOTrainer) ------------------------------------------
+    @property
+    def is_peft_model(self) -> bool:
+        """Whether the LM is a ``peft.PeftModel`` (its reference is then itself with adapters disabled)."""
+        return False
+
+    def adapters_disabled(self) -> Any:
+        """A context in which the LM runs without its adapters (a no-op for a plain model)."""
+        return nullcontext()
+
+    @contextmanager
+    def training_forwards(self) -> Iterator[None]:
+        """The mode of every forward in ``step()``: dropout off everywhere (so the first ratio is exactly 1)."""
+        self.eval()
+        yield
+
     # forwards -----------------------------------------------------------------------------------
     @property
     def config(self) -> Any:
@@ -297,3 +315,7 @@ def _switch(name: str, value: Any) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"{name} must be True, False or None (detect), got {value!r}.")
     return value
+
+
+class AutoModelForCausalLMWithValueHead(CausalLMWithValueHead):
+    """TRL 0.11's name and surface for a causal LM with a value head (see ``CausalLMWithValueHead``)."""
