@@ -30,7 +30,7 @@ SCENARIOS = {
                      learning_rate=1e-3, init_kl_coef=0.3, target=0.5, horizon=100.0, use_score_scaling=True,
                      use_score_norm=True, score_clip=2.0, whiten_rewards=True, max_grad_norm=1.0),
     "full_kl": dict(batch_size=4, mini_batch_size=4, ppo_epochs=3, learning_rate=3e-3, kl_penalty="full",
-                    adap_kl_ctrl=False, forward_batch_size=1, early_stopping=True, target_kl=0.01),
+                    adap_kl_ctrl=False, no_grad_batch_size=1, early_stopping=True, target_kl=0.01),
 }
 
 

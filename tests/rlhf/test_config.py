@@ -27,7 +27,7 @@ def test_defaults_are_trl_011():
         (dict(cliprange=0.0), "cliprange"),
         (dict(score_clip=-1.0), "score_clip"),
         (dict(use_score_norm=True), "use_score_scaling"),
-        (dict(forward_batch_size=0), "forward_batch_size"),
+        (dict(no_grad_batch_size=0), "no_grad_batch_size"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, words):

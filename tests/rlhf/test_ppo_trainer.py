@@ -57,7 +57,7 @@ def test_step_returns_trl_keys_and_first_minibatch_ratio_is_one(monkeypatch):
     assert all(np.isfinite(v).all() for v in stats.values())
 
 
-# On an AMD EPYC (Zen 5) with forward_batch_size=8 (one whole-batch no-grad forward) the first two cases
+# On an AMD EPYC (Zen 5) with no_grad_batch_size=8 (one whole-batch no-grad forward) the first two cases
 # fail: the BLAS picks other kernels for other shapes, and the ratios come out as 1 +- a few ulps.
 @pytest.mark.parametrize("settings", [dict(mini_batch_size=4), dict(gradient_accumulation_steps=2),
                                       dict(mini_batch_size=1, batch_size=4)])
@@ -200,7 +200,7 @@ def test_gradients_are_clipped_at_every_optimizer_step(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["abs", "mse", "full"])
 def test_other_kl_penalties_run(kind):
-    trainer = trainer_for(kl_penalty=kind, forward_batch_size=3)
+    trainer = trainer_for(kl_penalty=kind, no_grad_batch_size=3)
     queries, responses, scores = make_batch(8)
     for _ in range(2):
         stats = trainer.step(queries, responses, scores)
@@ -232,7 +232,7 @@ def test_whitened_rewards_and_plain_llm_are_accepted():
 def test_chunked_no_grad_forward_gives_the_same_step():
     queries, responses, scores = make_batch(8)
     whole = trainer_for(ppo_epochs=1).step(queries, responses, scores)
-    chunked = trainer_for(ppo_epochs=1, forward_batch_size=3).step(queries, responses, scores)
+    chunked = trainer_for(ppo_epochs=1, no_grad_batch_size=3).step(queries, responses, scores)
     for key, value in whole.items():
         if not key.startswith("time/"):
             np.testing.assert_allclose(chunked[key], value, rtol=1e-4, atol=1e-5, err_msg=key)

@@ -273,8 +273,8 @@ class PPOTrainer:
         minibatches, in the order and trimmed width the training forward will see them. Each row is then
         computed with the same shapes, hence the same kernels and float sums, in both passes, so the
         ratios before the first optimizer step are exactly 1 on any CPU (a BLAS may pick its blocking by
-        shape). ``forward_batch_size`` overrides this with plain chunks (ratios then 1 to float rounding)."""
-        size = self.config.forward_batch_size
+        shape). ``no_grad_batch_size`` overrides this with plain chunks (ratios then 1 to float rounding)."""
+        size = self.config.no_grad_batch_size
         if size is not None:
             return [np.arange(i, min(i + size, batch.size)) for i in range(0, batch.size, size)]
         offset, step = rank() * self.local_batch_size, self.config.mini_batch_size
