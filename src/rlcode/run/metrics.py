@@ -16,7 +16,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -79,19 +79,21 @@ def _tensorboard_writer(run_dir: Path | None) -> Any:
     return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIRNAME))
 
 
-def _wandb_run(project: str, run_dir: Path | None, config: Mapping[str, Any] | None) -> Any:
+def _wandb_run(project: str, run_dir: Path | None, config: Mapping[str, Any] | None,
+               init_kwargs: Mapping[str, Any] | None = None) -> Any:
     try:
         import wandb
     except ModuleNotFoundError:
         _warn_once("wandb", "wandb_project was given but wandb is not installed; not logging to W&B "
                    f"(install it with: {install_command('wandb')}).")
         return None
-    return wandb.init(
-        project=project,
-        name=run_dir.name if run_dir is not None else None,
-        dir=str(run_dir) if run_dir is not None else None,
-        config=dict(config) if config is not None else None,
-    )
+    settings: dict[str, Any] = {
+        "project": project,
+        "name": run_dir.name if run_dir is not None else None,
+        "dir": str(run_dir) if run_dir is not None else None,
+        "config": dict(config) if config is not None else None,
+    }
+    return wandb.init(**(settings | dict(init_kwargs or {})))
 
 
 class _RichBar:
@@ -142,8 +144,10 @@ class MetricsLogger:
         config: Mapping[str, Any] | None = None,
         progress_bar: bool | None = None,
         description: str = "train",
+        wandb_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        """``progress_bar`` None picks the live bar when ``stream`` is a terminal; ``config`` goes to W&B."""
+        """``progress_bar`` None picks the live bar when ``stream`` is a terminal; ``config`` goes to W&B, and
+        ``wandb_kwargs`` to ``wandb.init`` (over the project, name, dir and config chosen here)."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.total_steps = total_steps
         self.quiet = quiet
@@ -161,7 +165,7 @@ class MetricsLogger:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
-        self._wandb = _wandb_run(wandb_project, self.run_dir, config) if wandb_project else None
+        self._wandb = _wandb_run(wandb_project, self.run_dir, config, wandb_kwargs) if wandb_project else None
         if progress_bar is None:
             progress_bar = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar = _RichBar(self.stream, total_steps, description) if progress_bar and not quiet else None
@@ -184,6 +188,35 @@ class MetricsLogger:
         if not self.quiet:
             self._show_progress(step, record, force_print)
         return record
+
+    def log_histograms(self, step: int, arrays: Mapping[str, Any]) -> None:
+        """Distributions (1-D arrays) as TensorBoard and W&B histograms; the JSONL file keeps scalars only."""
+        if self._tensorboard is not None:
+            for key, values in arrays.items():
+                self._tensorboard.add_histogram(key, values, global_step=step)
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({key: wandb.Histogram(values) for key, values in arrays.items()}, step=step)
+
+    def log_table(self, step: int, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """A table (e.g. sampled texts and their rewards): one JSON line per row in ``run_dir/{name}.jsonl``,
+        a markdown table as TensorBoard text, a ``wandb.Table`` in W&B."""
+        if self._file is not None and self.run_dir is not None:
+            with open(self.run_dir / f"{name}.jsonl", "a") as handle:
+                for row in rows:
+                    handle.write(json.dumps({"step": step, **dict(zip(columns, row))}, default=str) + "\n")
+        if self._tensorboard is not None:
+            def cell(value: Any) -> str:
+                return str(value).replace("|", "\\|").replace("\n", " ")
+
+            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+            self._tensorboard.add_text(name, "\n".join(lines), global_step=step)
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({name: wandb.Table(columns=list(columns), rows=[list(r) for r in rows])}, step=step)
 
     def _show_progress(self, step: int, record: dict[str, float], force_print: bool) -> None:
         if self._bar is not None:
