@@ -11,7 +11,7 @@ than wall time; the target is on wall time measured on a quiet machine.
 rlcode's side runs with ``PPOConfig(cpu_heap_cache=True)``, the opt-in glibc malloc setting
 (``rlcode.rlhf.fast.allocator``) that was its default when these tables were first measured;
 ``--cpu-heap-cache off`` measures the library default instead. Generation samples exactly L new tokens (min_new_tokens = max_new_tokens = L): TRL's generate() with
-its default batch_size=4, rlcode's generate(), and plain ``model.generate`` on all 16 at once.
+its default batch_size=4, rlcode's generate() on all 16 at once (batch_size=len(queries)), and plain ``model.generate`` on all 16 at once.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def side(framework: str, workdir: Path, warmup: int, steps: int, threads: int, c
         if framework == "trl":
             seconds = timed(trainer.generate, queries, return_prompt=False, **sample)
         else:
-            seconds = timed(trainer.generate, queries, **sample)
+            seconds = timed(trainer.generate, queries, return_prompt=False, batch_size=len(queries), **sample)
         batch = torch.stack(queries)  # [B, Lq], equal lengths: no padding needed
         hf_seconds = timed(hf_model.generate, batch, attention_mask=torch.ones_like(batch), **sample)
         responses, scores = list(inputs["responses"][call]), list(inputs["scores"][call])

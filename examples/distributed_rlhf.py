@@ -37,7 +37,8 @@ prompts = {p: torch.tensor(tokenizer(p)["input_ids"]) for p in PROMPTS}
 
 for step in range(1, STEPS + 1):
     queries = [prompts[prompt_rng.choice(PROMPTS)] for _ in range(trainer.local_batch_size)]
-    responses = trainer.generate(queries, max_new_tokens=10, do_sample=True, top_k=0, top_p=1.0)
+    responses = trainer.generate(queries, return_prompt=False, batch_size=len(queries), max_new_tokens=10,
+                                 do_sample=True, top_k=0, top_p=1.0)
     scores = [sentiment_reward(text) for text in tokenizer.batch_decode(responses, skip_special_tokens=True)]
     stats = trainer.step(queries, responses, scores)  # KL, score moments and metrics are all-reduced
     if distributed.is_main_process():

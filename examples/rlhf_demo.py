@@ -34,7 +34,8 @@ rng = random.Random(0)
 print(f"{'step':>4} {'reward':>7} {'kl':>6} {'kl_coef':>8}")
 for step in range(1, 21):
     queries = [torch.tensor(tokenizer(rng.choice(PROMPTS))["input_ids"]) for _ in range(config.batch_size)]
-    responses = trainer.generate(queries, max_new_tokens=10, do_sample=True, top_k=0, top_p=1.0)
+    responses = trainer.generate(queries, return_prompt=False, batch_size=len(queries), max_new_tokens=10,
+                                 do_sample=True, top_k=0, top_p=1.0)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     scores = [torch.tensor(float(reward(text))) for text in texts]
     stats = trainer.step(queries, responses, scores)

@@ -11,19 +11,19 @@ def test_generate_equals_per_query_greedy_generation():
     trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=4), model)
     queries = [torch.tensor([5, 9, 11]), torch.tensor([7]), torch.tensor([3, 4, 5, 6, 8]), torch.tensor([10, 12])]
     kwargs = dict(max_new_tokens=6, do_sample=False)
-    responses = trainer.generate(queries, **kwargs)
+    responses = trainer.generate(queries, return_prompt=False, **kwargs)
     for query, response in zip(queries, responses):
         alone = model.pretrained_model.generate(query[None], pad_token_id=0, eos_token_id=2, **kwargs)[0]
         alone = alone[len(query):]
         if (alone == 2).any():
             alone = alone[: int((alone == 2).nonzero()[0]) + 1]
         assert torch.equal(response, alone)
-    with_prompt = trainer.generate(queries, return_prompt=True, batch_size=3, **kwargs)
+    with_prompt = trainer.generate(queries, batch_size=3, **kwargs)  # TRL's default keeps the prompt
     for query, response, full in zip(queries, responses, with_prompt):
         assert torch.equal(full, torch.cat([query, response]))
-    single = trainer.generate(queries[0], **kwargs)
-    assert torch.equal(single, responses[0])
-    again = trainer.generate(queries, pad_token_id=0, length_sampler=lambda: 6, do_sample=False)
+    single = trainer.generate(queries[0], return_prompt=False, **kwargs)  # TRL: [1, L], nothing cut
+    assert single.shape[0] == 1 and torch.equal(single[0, : len(responses[0])], responses[0])
+    again = trainer.generate(queries, return_prompt=False, pad_token_id=0, length_sampler=lambda: 6, do_sample=False)
     assert all(torch.equal(a, b) for a, b in zip(again, responses))
 
 

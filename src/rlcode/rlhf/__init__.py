@@ -29,6 +29,12 @@ _WHERE = {
     "token_rewards": "rewards",
     "ResponseBatch": "sequences", "response_forward": "sequences",
     "AutoModelForCausalLMWithValueHead": "value_head", "CausalLMWithValueHead": "value_head", "ValueHead": "value_head",
+    # what TRL 0.11 PPO scripts import from trl and trl.core (rlcode.rlhf.trl_compat)
+    "LengthSampler": "trl_compat", "create_reference_model": "trl_compat", "respond_to_batch": "trl_compat",
+    "masked_mean": "trl_compat", "masked_var": "trl_compat", "masked_whiten": "trl_compat", "whiten": "trl_compat",
+    "logprobs_from_logits": "trl_compat", "entropy_from_logits": "trl_compat", "clip_by_value": "trl_compat",
+    "flatten_dict": "trl_compat", "stack_dicts": "trl_compat", "stats_to_np": "trl_compat",
+    "convert_to_scalar": "trl_compat", "top_k_top_p_filtering": "trl_compat",
 }
 __all__ = sorted(_WHERE)
 

@@ -200,8 +200,7 @@ def run_demo(
     config = PPOConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
                        init_kl_coef=init_kl_coef, seed=seed)
     trainer = PPOTrainer(config, policy, tokenizer=tokenizer)
-    sample: dict[str, Any] = dict(max_new_tokens=response_length, do_sample=True, top_k=0, top_p=1.0,
-                                  return_prompt=False)
+    sample: dict[str, Any] = dict(max_new_tokens=response_length, do_sample=True, top_k=0, top_p=1.0)
     prompt_rng = random.Random(seed)
     if task == "chat":
         prompts = prompts or list(CHAT_PROMPTS)
@@ -220,7 +219,7 @@ def run_demo(
         started = time.perf_counter()
         batch = [prompt_rng.choice(prompts) for _ in range(batch_size)]
         queries = [encoded[p] for p in batch]
-        responses = trainer.generate(queries, **sample)
+        responses = trainer.generate(queries, return_prompt=False, batch_size=len(queries), **sample)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
         texts = [t.strip() for t in texts]
         scores = [float(reward_function(t)) for t in texts]

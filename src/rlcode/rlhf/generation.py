@@ -1,12 +1,15 @@
-"""Batched generation: all queries left-padded in one ``generate`` call, using the KV cache.
+"""Batched generation: queries left-padded in chunks, one ``generate`` call per chunk, with the KV cache.
 
-Returned responses drop the prompt and the padding and end at the first eos (kept), as TRL 0.11's
-``_generate_batched(..., remove_padding=True)`` does.
+Returned responses drop the padding and end at the first eos (kept), as TRL 0.11's
+``_generate_batched(..., remove_padding=True)`` does, with one deliberate difference: the eos cut is
+looked for only in the generated tokens. TRL cuts at the first eos anywhere in prompt + response, so
+a prompt that contains eos (a chat template's turn separator) loses its end and the whole response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,6 +26,39 @@ def left_pad(queries: list[torch.Tensor], pad_token_id: int, device: torch.devic
     return input_ids, attention_mask
 
 
+def check_queries(queries: Any) -> list[torch.Tensor]:
+    """The queries as a list of non-empty 1-D token tensors, or a ValueError before any generation."""
+    queries = list(queries)
+    if not queries:
+        raise ValueError("generate() got an empty list of queries; pass at least one 1-D tensor of token ids.")
+    for i, query in enumerate(queries):
+        if not isinstance(query, torch.Tensor) or query.dim() != 1 or query.numel() == 0:
+            described = f"a {query.dim()}-D tensor of {query.numel()} elements" if isinstance(query, torch.Tensor) \
+                else type(query).__name__
+            raise ValueError(f"query_tensor[{i}] must be a non-empty 1-D tensor of token ids, got {described}.")
+    return queries
+
+
+@contextmanager
+def _sampling(model: Any) -> Any:
+    """No gradients and dropout off while generating; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _special_kwargs(generation_kwargs: dict[str, Any], pad_token_id: int, eos_token_id: int | None) -> dict[str, Any]:
+    kwargs = dict(generation_kwargs)
+    kwargs.setdefault("pad_token_id", pad_token_id)
+    if eos_token_id is not None:
+        kwargs.setdefault("eos_token_id", eos_token_id)
+    return kwargs
+
+
 def generate_responses(
     model: Any,
     queries: list[torch.Tensor],
@@ -31,34 +67,45 @@ def generate_responses(
     batch_size: int | None = None,
     return_prompt: bool = False,
     length_sampler: Callable[[], int] | None = None,
+    remove_padding: bool = True,
     **generation_kwargs: Any,
 ) -> list[torch.Tensor]:
-    """Generate for every query with ``model.generate`` (a transformers model or CausalLMWithValueHead)."""
+    """Generate for every query with ``model.generate`` (a transformers model or CausalLMWithValueHead).
+
+    Chunks of ``batch_size`` queries (all at once when None); ``length_sampler()`` draws each chunk's
+    ``max_new_tokens``. Without ``remove_padding`` every row keeps the chunk's full generated width.
+    """
     if not queries:
         return []
-    for i, query in enumerate(queries):
-        if not isinstance(query, torch.Tensor) or query.dim() != 1 or query.numel() == 0:
-            raise ValueError(f"query_tensors[{i}] must be a non-empty 1-D tensor of token ids.")
+    queries = check_queries(queries)
     device = next(model.parameters()).device
-    size = batch_size or len(queries)
-    generation_kwargs.setdefault("pad_token_id", pad_token_id)
-    if eos_token_id is not None:
-        generation_kwargs.setdefault("eos_token_id", eos_token_id)
-    was_training = model.training
-    model.eval()
+    size = min(batch_size or len(queries), len(queries))
+    kwargs = _special_kwargs(generation_kwargs, pad_token_id, eos_token_id)
     outputs: list[torch.Tensor] = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(queries), size):
-                chunk = queries[start : start + size]
-                if length_sampler is not None:
-                    generation_kwargs["max_new_tokens"] = length_sampler()
-                input_ids, attention_mask = left_pad(chunk, pad_token_id, device)
-                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, **generation_kwargs)
-                outputs.extend(_strip(generated[:, input_ids.shape[1]:], chunk, eos_token_id, return_prompt))
-    finally:
-        model.train(was_training)
+    with _sampling(model):
+        for start in range(0, len(queries), size):
+            chunk = queries[start : start + size]
+            if length_sampler is not None:
+                kwargs["max_new_tokens"] = length_sampler()
+            input_ids, attention_mask = left_pad(chunk, kwargs["pad_token_id"], device)
+            generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            cut = eos_token_id if remove_padding else None
+            outputs.extend(_strip(generated[:, input_ids.shape[1]:], chunk, cut, return_prompt))
     return outputs
+
+
+def generate_single(
+    model: Any, query: torch.Tensor, pad_token_id: int, eos_token_id: int | None, return_prompt: bool = True,
+    **generation_kwargs: Any,
+) -> torch.Tensor:
+    """TRL's single-query form: one ``generate`` call, the [1, L] output as it is (nothing cut)."""
+    query = check_queries([query])[0]
+    kwargs = _special_kwargs(generation_kwargs, pad_token_id, eos_token_id)
+    device = next(model.parameters()).device
+    input_ids = query.to(device).unsqueeze(0)  # [1, Lq]
+    with _sampling(model):
+        generated = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+    return generated if return_prompt else generated[:, len(query):]  # [1, L]
 
 
 def _strip(

@@ -11,7 +11,7 @@ import copy
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,22 +21,28 @@ import torch
 from torch import nn
 
 from rlcode.errors import TrainingDiverged
+from rlcode.rlhf import phases
+from rlcode.rlhf.accelerator import ProcessAccelerator
 from rlcode.rlhf.config import PPOConfig
+from rlcode.rlhf.data import prepare_dataloader
 from rlcode.rlhf.distributed import (
     all_gather_cat,
     all_reduce_sum,
     check_divisible,
     ensure_process_group,
     is_distributed,
+    is_main_process,
     rank,
     world_size,
 )
 from rlcode.rlhf.fast.allocator import keep_freed_memory
 from rlcode.rlhf.fast.fused import fused_activations
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
-from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_advantages, token_rewards
+from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
 from rlcode.rlhf.stats import step_stats
+from rlcode.rlhf.tracking import make_logger, reward_tensor, table_cell, write_logs
+from rlcode.rlhf.trl_compat import create_reference_model
 from rlcode.rlhf.update import Rollout, ppo_update
 from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
@@ -104,25 +110,34 @@ class PPOTrainer:
         model: nn.Module,
         ref_model: nn.Module | None = None,
         tokenizer: Any = None,
+        dataset: Any = None,
         optimizer: torch.optim.Optimizer | None = None,
+        data_collator: Callable[[list[Any]], Any] | None = None,
+        num_shared_layers: int | None = None,
+        lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ) -> None:
+        """TRL 0.11's arguments in TRL's order. Without ``ref_model`` the reference is a frozen copy of
+        ``model`` whose first ``num_shared_layers`` layers are the policy's own (frozen) parameters, or, for a
+        PEFT model, the policy with its adapters disabled. ``dataset`` gives ``self.dataloader``."""
         if not isinstance(config, PPOConfig):
             raise TypeError(f"config must be a rlcode.rlhf.PPOConfig, got {type(config).__name__}.")
+        if lr_scheduler is not None and not isinstance(lr_scheduler, torch.optim.lr_scheduler.LRScheduler):
+            raise ValueError(f"lr_scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
+                             f"{type(lr_scheduler).__name__}.")
         self.config = config
         ensure_process_group()  # under torchrun/accelerate, join the other processes (no-op alone)
         self.local_batch_size = check_divisible(config.batch_size, "PPOConfig.batch_size")
         set_seed(config.seed)
         self.model = _as_value_model(model)
-        self.ref_model: CausalLMWithValueHead | None
-        if ref_model is None and self.model.is_peft_model:
-            self.ref_model = None  # the reference is the policy with its adapters disabled: no copy
-        elif ref_model is None:
-            self.ref_model = self.model.frozen_copy()
-        else:
-            self.ref_model = _as_value_model(ref_model)
-            self.ref_model.eval()
-            self.ref_model.requires_grad_(False)
+        self.is_peft_model = bool(self.model.is_peft_model)
+        self.is_encoder_decoder = False  # PPOConfig refuses is_encoder_decoder=True
+        self.dataset = dataset
+        self.dataloader = self._dataloader(dataset, data_collator)  # checks the rows before any copy is made
+        self.ref_model = self._reference(ref_model, num_shared_layers)
         self.model.eval()  # dropout off: generation and every forward of step() (see training_forwards)
+        if config.gradient_checkpointing:
+            enable = getattr(self.model, "gradient_checkpointing_enable", None)
+            (enable or self.model.pretrained_model.gradient_checkpointing_enable)()
         if config.cpu_heap_cache and self.model.device.type == "cpu":
             keep_freed_memory()
         self.tokenizer = tokenizer
@@ -131,16 +146,50 @@ class PPOTrainer:
         self._padding_id = self.pad_token_id if 0 <= self.pad_token_id < self.model.vocab_size else 0
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = optimizer or default_optimizer(self.parameters, config.learning_rate)
+        self.lr_scheduler = lr_scheduler
         if config.adap_kl_ctrl:
-            self.kl_controller: FixedKLController = AdaptiveKLController(
-                config.init_kl_coef, config.target, config.horizon
-            )
+            self.kl_ctl: FixedKLController = AdaptiveKLController(config.init_kl_coef, config.target, config.horizon)
         else:
-            self.kl_controller = FixedKLController(config.init_kl_coef)
+            self.kl_ctl = FixedKLController(config.init_kl_coef)
         self.score_moments = RunningMoments()
         self.current_step = 0
+        self.current_device = self.model.device
+        self.is_distributed = world_size() > 1
+        self._logger = make_logger(config) if is_main_process() else None
+        self.accelerator = ProcessAccelerator(self.current_device, log=self._log_scalars)
         if is_distributed():
             self._broadcast_weights()
+
+    @property
+    def kl_controller(self) -> FixedKLController:
+        """The KL controller (TRL's name is ``kl_ctl``; both name the same object)."""
+        return self.kl_ctl
+
+    @kl_controller.setter
+    def kl_controller(self, controller: FixedKLController) -> None:
+        self.kl_ctl = controller
+
+    def _dataloader(self, dataset: Any, data_collator: Callable[[list[Any]], Any] | None) -> Any:
+        if dataset is None:
+            warnings.warn("No dataset is provided. Make sure to set config.batch_size to the correct value before "
+                          "training (TRL's warning); PPOTrainer.dataloader is None.", UserWarning, stacklevel=3)
+            return None
+        return prepare_dataloader(dataset, data_collator, self.config.batch_size, self.config.remove_unused_columns,
+                                  self.model.forward, self.config.seed)
+
+    def _reference(self, ref_model: nn.Module | None, num_shared_layers: int | None) -> CausalLMWithValueHead | None:
+        """The frozen reference: the given one, a copy sharing the bottom layers, or None for a PEFT policy."""
+        if ref_model is not None:
+            if num_shared_layers is not None:
+                warnings.warn("num_shared_layers is ignored when ref_model is given: the two models share no "
+                              "layers (TRL's behaviour).", UserWarning, stacklevel=3)
+            reference = _as_value_model(ref_model)
+            reference.eval()
+            reference.requires_grad_(False)
+            return reference
+        if self.model.is_peft_model:
+            return None  # the reference is the policy with its adapters disabled: no copy
+        return _as_value_model(create_reference_model(self.model, num_shared_layers))
 
     # ------------------------------------------------------------------------------------------
     def step(
@@ -200,25 +249,24 @@ class PPOTrainer:
 
         tick = time.time()
         with torch.no_grad():
-            if full:
+            # TRL's batched_forward_pass outputs at the response tokens, zero elsewhere: [B, T-1] each
+            log_probs = scatter_tokens(policy.log_probs, batch.mask)
+            ref_log_probs = scatter_tokens(reference.log_probs, batch.mask)
+            assert policy.values is not None
+            values = scatter_tokens(policy.values, batch.mask)
+            kl_coef = self.kl_ctl.value
+            if full:  # the KL over whole distributions, computed at the response tokens only ([N, V], not [B, T-1, V])
                 assert policy.full_log_probs is not None and reference.full_log_probs is not None
                 token_kls = kl_penalty(policy.full_log_probs, reference.full_log_probs, "full")
+                kls = scatter_tokens(token_kls, batch.mask)
+                rewards, non_score = token_rewards(scores_used, kls, batch.mask, kl_coef)
             else:
-                token_kls = kl_penalty(policy.log_probs, reference.log_probs, self.config.kl_penalty)
-            log_probs = scatter_tokens(policy.log_probs, batch.mask)  # [B, T-1]
-            ref_log_probs = scatter_tokens(reference.log_probs, batch.mask)
-            kls = scatter_tokens(token_kls, batch.mask)
-            kl_coef = self.kl_controller.value
-            rewards, non_score = token_rewards(scores_used, kls, batch.mask, kl_coef)
+                rewards, non_score, kls = self.compute_rewards(scores_used, log_probs, ref_log_probs, batch.mask)
         timing["time/ppo/compute_rewards"] = time.time() - tick
 
         tick = time.time()
         with torch.no_grad():
-            assert policy.values is not None
-            values = scatter_tokens(policy.values, batch.mask)
-            values, advantages, returns = token_advantages(
-                values, rewards, batch.mask, self.config.gamma, self.config.lam, self.config.whiten_rewards
-            )
+            values, advantages, returns = self.compute_advantages(values, rewards, batch.mask)
             _check_finite(rewards=rewards, values=values, advantages=advantages, returns=returns)
         timing["time/ppo/compute_advantages"] = time.time() - tick
 
@@ -250,9 +298,11 @@ class PPOTrainer:
                 "plain sampling (no top-k/top-p/min-length tricks)? Check the generation kwargs.",
                 stacklevel=3,  # the caller of step()
             )
-        self.kl_controller.update(mean_kl, self.config.batch_size)
+        self.kl_ctl.update(mean_kl, self.config.batch_size)
         self.current_step += 1
         stats.update(timing)
+        if self.lr_scheduler is not None:  # once per step(), after the statistics read the rate (as TRL)
+            self.lr_scheduler.step()
         return stats
 
     def _check_trained_tokens(self, responses: list[torch.Tensor], response_masks: list[torch.Tensor] | None) -> None:
@@ -320,29 +370,112 @@ class PPOTrainer:
     # ------------------------------------------------------------------------------------------
     def generate(
         self,
-        query_tensors: Any,
-        batch_size: int | None = None,
-        return_prompt: bool = False,
+        query_tensor: torch.Tensor | list[torch.Tensor],
         length_sampler: Callable[[], int] | None = None,
+        batch_size: int = 4,
+        return_prompt: bool = True,
+        generate_ref_response: bool = False,
+        remove_padding: bool = True,
         **generation_kwargs: Any,
     ) -> Any:
-        """Responses to the queries: one left-padded batch (or chunks of ``batch_size``) with the KV cache.
-
-        Returns responses without prompt (unless ``return_prompt``), cut after the first eos (kept).
-        A single 1-D query gives a single 1-D response. ``length_sampler()`` (TRL's) draws
-        ``max_new_tokens`` for each chunk; ``pad_token_id``/``eos_token_id`` may be overridden.
+        """TRL 0.11's ``generate``: a list of 1-D queries gives a list of responses, generated in left-padded
+        chunks of ``batch_size``, each without padding and cut after its first eos (kept) when
+        ``remove_padding``; one 1-D query gives the [1, L] output of a single ``generate`` call, nothing cut.
+        The prompt is kept unless ``return_prompt=False``. ``generate_ref_response`` also returns the
+        reference's responses: ``(responses, ref_responses)``. Unlike TRL, the eos cut never cuts the prompt.
         """
-        from rlcode.rlhf.generation import generate_responses
+        from rlcode.rlhf.generation import check_queries, generate_responses, generate_single
 
-        single = isinstance(query_tensors, torch.Tensor) and query_tensors.dim() == 1
-        queries: list[torch.Tensor] = [query_tensors] if single else list(query_tensors)
+        if isinstance(query_tensor, torch.Tensor):
+            if query_tensor.dim() != 1:
+                raise ValueError("query_tensor must be a tensor of shape (seq_len) or a list of tensors of shape "
+                                 f"(seq_len); got a tensor of shape {tuple(query_tensor.shape)}. Pass list(batch).")
+        else:
+            query_tensor = check_queries(query_tensor)  # an empty list: a ValueError before any work
         pad = generation_kwargs.pop("pad_token_id", self._padding_id)
         eos = generation_kwargs.pop("eos_token_id", self.eos_token_id)
-        responses = generate_responses(
-            self.model, queries, pad_token_id=pad, eos_token_id=eos, batch_size=batch_size,
-            return_prompt=return_prompt, length_sampler=length_sampler, **generation_kwargs,
-        )
-        return responses[0] if single else responses
+
+        def run(model: Any) -> Any:
+            if isinstance(query_tensor, torch.Tensor):
+                return generate_single(model, query_tensor, pad, eos, return_prompt, **generation_kwargs)
+            return generate_responses(model, query_tensor, pad, eos, batch_size, return_prompt, length_sampler,
+                                      remove_padding, **generation_kwargs)
+
+        if isinstance(query_tensor, torch.Tensor) and length_sampler is not None:
+            generation_kwargs["max_new_tokens"] = length_sampler()  # one draw, shared with the reference (TRL)
+        responses = run(self.model)
+        if not generate_ref_response:
+            return responses
+        if self.ref_model is not None:
+            return responses, run(self.ref_model)
+        with self.model.adapters_disabled():
+            return responses, run(self.model)
+
+    # TRL 0.11's phases, with its signatures and [B, T-1] shapes (rlcode.rlhf.phases) ----------------
+    def prepare_model_inputs(self, queries: list[torch.Tensor], responses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Query + response per row, right-padded: ``{"input_ids", "attention_mask"}``, each [B, T]."""
+        return phases.prepare_model_inputs(queries, responses, self._padding_id, self.current_device)
+
+    def batched_forward_pass(
+        self, model: nn.Module, queries: list[torch.Tensor], responses: list[torch.Tensor],
+        model_inputs: dict[str, torch.Tensor], return_logits: bool = False,
+        response_masks: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(log-probs, logits or None, values, masks), [B, T-1] each, in chunks of mini_batch_size rows."""
+        return phases.batched_forward_pass(_as_value_model(model), queries, responses, model_inputs,
+                                           self.config.mini_batch_size, return_logits, response_masks)
+
+    def compute_rewards(self, scores: Any, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                        masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rewards, non-score rewards, KLs) [B, T-1] with the current KL coefficient and kl_penalty."""
+        return phases.compute_rewards(scores, logprobs, ref_logprobs, masks, self.kl_ctl.value, self.config.kl_penalty)
+
+    def compute_advantages(self, values: torch.Tensor, rewards: torch.Tensor,
+                           mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(masked values, whitened advantages, returns) [B, T-1]: GAE with the config's gamma and lam."""
+        return phases.compute_advantages(values, rewards, mask, self.config.gamma, self.config.lam,
+                                         self.config.whiten_rewards)
+
+    def loss(self, old_logprobs: torch.Tensor, values: torch.Tensor, logits: torch.Tensor, vpreds: torch.Tensor,
+             logprobs: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,
+             returns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(policy loss, vf_coef * value loss, statistics) of one minibatch, as TRL's ``loss``."""
+        return phases.ppo_loss(old_logprobs, values, logits, vpreds, logprobs, mask, advantages, returns, self.config)
+
+    # ------------------------------------------------------------------------------------------
+    def log_stats(self, stats: dict[str, Any], batch: dict[str, Any], rewards: Any,
+                  columns_to_log: Iterable[str] = ("query", "response")) -> None:
+        """Write ``stats`` and env/reward_mean, env/reward_std, env/reward_dist to the ``log_with`` loggers at
+        step ``current_step``, with a table of the batch's ``columns_to_log`` and each row's reward."""
+        columns = list(columns_to_log)
+        rewards_all = self.accelerator.gather(reward_tensor(rewards, self.current_device)).float()
+        missing = [c for c in columns if c not in batch]
+        table = None
+        if "query" not in batch and "response" not in batch:
+            warnings.warn("The game logs will not be logged because the batch does not contain the keys 'query' "
+                          "and 'response' (TRL's warning).", UserWarning, stacklevel=2)
+        elif missing:
+            raise ValueError(f"log_stats: columns_to_log {missing} are not in the batch (keys: {list(batch)}).")
+        else:
+            cells = [self.accelerator.gather_object([table_cell(v) for v in batch[c]]) for c in columns]
+            table = ([*columns, "reward"], [[*row, r] for row, r in zip(zip(*cells), rewards_all.tolist())])
+        if self._logger is None:
+            return
+        logs = dict(stats)
+        logs["env/reward_mean"] = float(rewards_all.mean())
+        logs["env/reward_std"] = float(rewards_all.std()) if rewards_all.numel() > 1 else float("nan")
+        logs["env/reward_dist"] = rewards_all.cpu().numpy()
+        write_logs(self._logger, self.current_step, logs, table)
+
+    def _log_scalars(self, values: Any, step: int | None) -> None:
+        if self._logger is not None:
+            write_logs(self._logger, self.current_step if step is None else step, values, None)
+
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        """The policy (with its value head) and the tokenizer, as TRL's ``PPOTrainer.save_pretrained``."""
+        self.model.save_pretrained(save_directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory)
 
     # ------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -1,0 +1,89 @@
+"""``PPOConfig.log_with`` onto rlcode's ``MetricsLogger``, and what ``PPOTrainer.log_stats`` writes.
+
+Where: ``<project_kwargs["logging_dir"]>/<tracker_project_name>`` (accelerate's TensorBoard layout),
+else a new ``runs/ppo-<exp_name>-seed<seed>-<time>-<random>``. "tensorboard" writes event files
+there, "jsonl" only ``metrics.jsonl`` (every backend writes that one, and ``samples.jsonl``), and
+"wandb" opens a run in project ``tracker_project_name`` with ``tracker_kwargs["wandb"]``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcode.rlhf.config import PPOConfig
+from rlcode.run.metrics import MetricsLogger
+
+SAMPLES_TABLE = "samples"  # TRL names its W&B table "game_log"; here it is a file name as well
+
+
+def log_directory(config: PPOConfig) -> Path:
+    """The run directory the config's logging options choose (created when it is a default one)."""
+    if config.logging_dir is not None:
+        return Path(config.logging_dir) / config.tracker_project_name
+    from rlcode.run.run_dirs import create_default_run_dir
+
+    name = config.exp_name.replace("/", "_") or "ppo"
+    return create_default_run_dir(f"ppo-{name}-seed{config.seed}")
+
+
+def make_logger(config: PPOConfig) -> MetricsLogger | None:
+    """The logger for ``log_with``; None when it is None (TRL logs nowhere then)."""
+    if config.log_with is None:
+        return None
+    wandb = config.log_with == "wandb"
+    return MetricsLogger(
+        log_directory(config), quiet=True, progress_bar=False, tensorboard=config.log_with == "tensorboard",
+        wandb_project=config.tracker_project_name if wandb else None,
+        config={"trl_ppo_trainer_config": config.to_dict()} if wandb else None,
+        wandb_kwargs=config.tracker_kwargs.get("wandb") if wandb else None,
+    )
+
+
+def reward_tensor(rewards: Any, device: torch.device) -> torch.Tensor:
+    """A list of floats or scalar tensors (or a tensor) as one flat float tensor."""
+    if isinstance(rewards, torch.Tensor):
+        return rewards.detach().to(device).float().flatten()
+    return torch.stack([torch.as_tensor(r, dtype=torch.float32).detach().flatten() for r in rewards]).to(device).flatten()
+
+
+def split_stats(logs: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Scalars (numbers, one-element arrays and tensors) apart from distributions (longer arrays)."""
+    scalars: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in logs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            if value.size == 1:
+                scalars[key] = float(value.reshape(()))
+            elif value.size > 1:
+                arrays[key] = value.astype(np.float64).ravel()
+        elif isinstance(value, numbers.Real):
+            scalars[key] = float(value)
+    return scalars, arrays
+
+
+def table_cell(value: Any) -> Any:
+    """A batch column's entry as something a table shows: tensors become lists (or numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def write_logs(logger: MetricsLogger, step: int, logs: Mapping[str, Any],
+               table: tuple[list[str], list[list[Any]]] | None) -> None:
+    """Scalars to every backend, distributions as histograms, the samples as a table."""
+    scalars, arrays = split_stats(logs)
+    logger.log(step, scalars)
+    if arrays:
+        logger.log_histograms(step, arrays)
+    if table is not None:
+        logger.log_table(step, SAMPLES_TABLE, *table)
