@@ -34,6 +34,15 @@ def test_constructor_takes_trls_positional_order():
         PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2), make_model(), lr_scheduler=object())
 
 
+def test_a_backbone_without_lm_head_is_refused_before_any_work():
+    from transformers import GPT2Model
+
+    from .conftest import tiny_config
+
+    with pytest.raises(TypeError, match="head"):
+        PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2), GPT2Model(tiny_config()))
+
+
 def test_dataloader_batches_shuffles_and_drops_the_last_partial_batch():
     trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2), make_model(), dataset=rows(10),
                          data_collator=collator)

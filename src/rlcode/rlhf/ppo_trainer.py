@@ -41,7 +41,7 @@ from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
 from rlcode.rlhf.stats import step_stats
-from rlcode.rlhf.tracking import make_logger, reward_tensor, table_cell, write_logs
+from rlcode.rlhf.tracking import log_stats, make_logger, write_logs
 from rlcode.rlhf.trl_compat import create_reference_model
 from rlcode.rlhf.update import Rollout, ppo_update
 from rlcode.rlhf.validation import checked_inputs
@@ -72,6 +72,13 @@ def default_optimizer(parameters: list[nn.Parameter], learning_rate: float) -> t
 def _as_value_model(model: nn.Module) -> CausalLMWithValueHead:
     if isinstance(model, CausalLMWithValueHead):
         return model
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    if hasattr(model, "config") and callable(output_embeddings) and output_embeddings() is None:
+        raise TypeError(
+            f"{type(model).__name__} has no language-modelling head (get_output_embeddings() is None), so it "
+            "cannot generate or give token log-probs; load a causal LM (AutoModelForCausalLM / "
+            "AutoModelForCausalLMWithValueHead.from_pretrained) instead of the bare backbone."
+        )
     if hasattr(model, "config") and hasattr(model, "generate"):
         return CausalLMWithValueHead(model)
     raise TypeError(
@@ -447,25 +454,7 @@ class PPOTrainer:
                   columns_to_log: Iterable[str] = ("query", "response")) -> None:
         """Write ``stats`` and env/reward_mean, env/reward_std, env/reward_dist to the ``log_with`` loggers at
         step ``current_step``, with a table of the batch's ``columns_to_log`` and each row's reward."""
-        columns = list(columns_to_log)
-        rewards_all = self.accelerator.gather(reward_tensor(rewards, self.current_device)).float()
-        missing = [c for c in columns if c not in batch]
-        table = None
-        if "query" not in batch and "response" not in batch:
-            warnings.warn("The game logs will not be logged because the batch does not contain the keys 'query' "
-                          "and 'response' (TRL's warning).", UserWarning, stacklevel=2)
-        elif missing:
-            raise ValueError(f"log_stats: columns_to_log {missing} are not in the batch (keys: {list(batch)}).")
-        else:
-            cells = [self.accelerator.gather_object([table_cell(v) for v in batch[c]]) for c in columns]
-            table = ([*columns, "reward"], [[*row, r] for row, r in zip(zip(*cells), rewards_all.tolist())])
-        if self._logger is None:
-            return
-        logs = dict(stats)
-        logs["env/reward_mean"] = float(rewards_all.mean())
-        logs["env/reward_std"] = float(rewards_all.std()) if rewards_all.numel() > 1 else float("nan")
-        logs["env/reward_dist"] = rewards_all.cpu().numpy()
-        write_logs(self._logger, self.current_step, logs, table)
+        log_stats(self._logger, self.accelerator, self.current_step, stats, batch, rewards, columns_to_log)
 
     def _log_scalars(self, values: Any, step: int | None) -> None:
         if self._logger is not None:

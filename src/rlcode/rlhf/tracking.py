@@ -9,7 +9,8 @@ there, "jsonl" only ``metrics.jsonl`` (every backend writes that one, and ``samp
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,28 @@ def write_logs(logger: MetricsLogger, step: int, logs: Mapping[str, Any],
         logger.log_histograms(step, arrays)
     if table is not None:
         logger.log_table(step, SAMPLES_TABLE, *table)
+
+
+def log_stats(logger: MetricsLogger | None, accelerator: Any, step: int, stats: Mapping[str, Any],
+              batch: Mapping[str, Any], rewards: Any, columns_to_log: Iterable[str]) -> None:
+    """``PPOTrainer.log_stats``: TRL's checks of the batch's columns, rewards gathered from every process,
+    then stats + env/reward_mean, env/reward_std, env/reward_dist and the samples table to ``logger``."""
+    columns = list(columns_to_log)
+    rewards_all = accelerator.gather(reward_tensor(rewards, accelerator.device)).float()
+    missing = [c for c in columns if c not in batch]
+    table = None
+    if "query" not in batch and "response" not in batch:
+        warnings.warn("The game logs will not be logged because the batch does not contain the keys 'query' "
+                      "and 'response' (TRL's warning).", UserWarning, stacklevel=3)
+    elif missing:
+        raise ValueError(f"log_stats: columns_to_log {missing} are not in the batch (keys: {list(batch)}).")
+    else:
+        cells = [accelerator.gather_object([table_cell(v) for v in batch[c]]) for c in columns]
+        table = ([*columns, "reward"], [[*row, r] for row, r in zip(zip(*cells), rewards_all.tolist())])
+    if logger is None:
+        return
+    logs = dict(stats)
+    logs["env/reward_mean"] = float(rewards_all.mean())
+    logs["env/reward_std"] = float(rewards_all.std()) if rewards_all.numel() > 1 else float("nan")
+    logs["env/reward_dist"] = rewards_all.cpu().numpy()
+    write_logs(logger, step, logs, table)
