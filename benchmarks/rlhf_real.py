@@ -42,7 +42,7 @@ def prepare(workdir: Path, calls: int) -> None:
     """SmolLM2 as safetensors + tokenizer (+ a value head inside model.safetensors), and the prompts."""
     from safetensors.torch import load_file, save_file
 
-    from rlcode.rlhf.pretrained import SMOLLM2, load_causal_lm, load_tokenizer
+    from rlcode.rlhf.loading import SMOLLM2, load_causal_lm, load_tokenizer
     from rlcode.rlhf.synthetic import portable_tokenizer_class
 
     model_dir = workdir / "model"

@@ -13,7 +13,7 @@ import torch
 
 from rlcode.errors import UserError
 from rlcode.rlhf.demo import chat_queries, english_sentiment_reward, lora_config, run_demo
-from rlcode.rlhf.pretrained import SMOLLM2, load_causal_lm, load_tokenizer, smollm2_file
+from rlcode.rlhf.loading import SMOLLM2, load_causal_lm, load_tokenizer, smollm2_file
 
 
 def test_missing_wheel_is_one_line_naming_the_install_command(monkeypatch):

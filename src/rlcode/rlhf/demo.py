@@ -11,7 +11,7 @@ Two tasks share one loop:
   (``english_sentiment_reward``). With ``lora`` (the default for a real model) only LoRA adapters
   and the value head train, and the reference is the same model with its adapters disabled.
 
-Either way the policy and its tokenizer are loaded with ``from_pretrained`` (``rlcode.rlhf.pretrained``),
+Either way the policy and its tokenizer are loaded with ``from_pretrained`` (``rlcode.rlhf.loading``),
 so any causal LM on disk (or in the local Hugging Face cache) goes through the same code.
 """
 
@@ -111,7 +111,7 @@ def load_policy(name_or_path: str | Path, lora: bool = False, tokenizer: Any = N
     """(CausalLMWithValueHead, tokenizer) through ``from_pretrained`` (GGUF-aware); with ``lora`` the LM is a
     PEFT model whose adapters alone train. Pad falls back to eos, like GPT-2's."""
     from rlcode.rlhf import CausalLMWithValueHead
-    from rlcode.rlhf.pretrained import SMOLLM2, load_causal_lm, load_tokenizer
+    from rlcode.rlhf.loading import SMOLLM2, load_causal_lm, load_tokenizer
 
     if str(name_or_path) != SMOLLM2:
         _check_local_model(name_or_path)
@@ -176,7 +176,7 @@ def run_demo(
             f"{sum(losses[-20:]) / 20:.2f} in {time.perf_counter() - started:.1f} s; saved to {model}")
     set_seed(seed)  # the value head is initialised inside from_pretrained: seed first, so runs repeat
     started = time.perf_counter()
-    from rlcode.rlhf.pretrained import SMOLLM2, load_tokenizer
+    from rlcode.rlhf.loading import SMOLLM2, load_tokenizer
 
     if str(model) != SMOLLM2:
         _check_local_model(model)
