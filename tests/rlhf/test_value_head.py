@@ -41,7 +41,7 @@ def test_save_and_load_keep_the_value_head(tmp_path):
         model.v_head.summary.weight.normal_()
     model.save_pretrained(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert "model.safetensors" in names and "value_head.safetensors" in names
+    assert "model.safetensors" in names and "value_head.json" in names  # the head is inside (TRL's layout)
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
     loaded = CausalLMWithValueHead.from_pretrained(tmp_path)
     assert json.loads((tmp_path / "value_head.json").read_text())["summary_dropout_prob"] == 0.0

@@ -1,14 +1,13 @@
-"""CausalLMWithValueHead: any ``transformers`` causal LM plus a scalar value head.
+"""CausalLMWithValueHead: any ``transformers`` causal LM (or a PEFT-wrapped one) plus a scalar value head.
 
 The head is TRL's ``ValueHead`` (dropout, then ``Linear(hidden, 1)``, named ``v_head.summary`` so
-state dicts line up with TRL's). Weights are saved as safetensors: the LM through
-``save_pretrained`` and the head in ``value_head.safetensors`` beside it.
+state dicts line up with TRL's). Loading and saving (pickle-free, TRL's file layouts) live in
+``rlcode.rlhf.pretrained``; ``AutoModelForCausalLMWithValueHead`` adds TRL 0.11's forward and state-dict layout.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,9 +17,10 @@ import torch
 from torch import nn
 
 from rlcode.rlhf.fast.tied import tied_lookup_and_head, tied_weight
+from rlcode.rlhf.modes import dropout_free_forwards, eval_mode
+from rlcode.rlhf.peft_support import is_peft_model
 
-VALUE_HEAD_WEIGHTS = "value_head.safetensors"
-VALUE_HEAD_CONFIG = "value_head.json"
+LM_HEAD_NAMES = ("lm_head", "embed_out", "output_layer")  # TRL 0.11's lm_head_namings
 
 
 def hidden_size_of(config: Any) -> int:
@@ -35,18 +35,19 @@ def hidden_size_of(config: Any) -> int:
     )
 
 
-def _saved_value_head(directory: Path) -> dict[str, torch.Tensor]:
-    """The head saved by ``save_pretrained``, or by TRL (``v_head.*`` keys inside model.safetensors)."""
-    from safetensors import safe_open
+def language_model(model: Any) -> Any:
+    """The transformers model inside a ``PeftModel`` (LoRA layers sit in it, in place), else ``model``."""
+    return model.get_base_model() if is_peft_model(model) else model
 
-    for name in (VALUE_HEAD_WEIGHTS, "model.safetensors"):
-        path = directory / name
-        if path.is_file():
-            with safe_open(str(path), framework="pt") as handle:
-                state = {k.removeprefix("v_head."): handle.get_tensor(k) for k in handle.keys() if k.startswith("v_head.")}
-            if state:
-                return state
-    return {}
+
+def _check_lm_head(model: Any) -> None:
+    lm = language_model(model)
+    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
+    if head is None and not any(isinstance(getattr(lm, name, None), nn.Module) for name in LM_HEAD_NAMES):
+        raise ValueError(
+            f"{type(lm).__name__} has no language-model head (get_output_embeddings() is None and it has none of "
+            f"{', '.join(LM_HEAD_NAMES)}); load it with AutoModelForCausalLM, not AutoModel."
+        )
 
 
 class ValueHead(nn.Module):
@@ -85,9 +86,14 @@ class CausalLMWithValueHead(nn.Module):
 
     def __init__(
         self, pretrained_model: Any, summary_dropout_prob: float | None = None, hidden_size: int | None = None,
-        *, split_heads: bool | None = None, tied_inputs: bool | None = None,
+        *, split_heads: bool | None = None, tied_inputs: bool | None = None, v_head_init_strategy: str | None = None,
+        v_head_initializer_range: float = 0.2,
     ) -> None:
-        """``pretrained_model`` is a transformers causal LM, or a transformers config to build one from."""
+        """``pretrained_model`` is a transformers causal LM, a ``PeftModel`` of one, or a config to build one from.
+
+        ``v_head_init_strategy`` as TRL's: None keeps torch's default Linear init, "normal" draws the weight
+        from N(0, ``v_head_initializer_range``) and zeroes the bias.
+        """
         super().__init__()
         from transformers import PretrainedConfig
 
@@ -95,6 +101,9 @@ class CausalLMWithValueHead(nn.Module):
             from transformers import AutoModelForCausalLM
 
             pretrained_model = AutoModelForCausalLM.from_config(pretrained_model)
+        _check_lm_head(pretrained_model)
+        if v_head_init_strategy not in (None, "normal"):
+            raise ValueError(f"v_head_init_strategy must be None (torch's default) or 'normal', got {v_head_init_strategy!r}.")
         config = pretrained_model.config
         if summary_dropout_prob is None:  # TRL reads it from the model config, default 0.1
             summary_dropout_prob = getattr(config, "summary_dropout_prob", None)
@@ -102,6 +111,10 @@ class CausalLMWithValueHead(nn.Module):
         self.pretrained_model: Any = pretrained_model
         self.summary_dropout_prob = float(summary_dropout_prob)
         self.v_head = ValueHead(hidden_size or hidden_size_of(config), self.summary_dropout_prob)
+        if v_head_init_strategy == "normal":
+            with torch.no_grad():
+                self.v_head.summary.weight.normal_(0.0, v_head_initializer_range)
+                self.v_head.summary.bias.zero_()
         parameter = next(pretrained_model.parameters(), None)
         if parameter is not None:
             self.v_head.to(parameter.device)
@@ -115,7 +128,7 @@ class CausalLMWithValueHead(nn.Module):
     def from_config(
         cls, config: Any, summary_dropout_prob: float | None = None, *, split_heads: bool | None = None,
         tied_inputs: bool | None = None, **kwargs: Any,
-    ) -> CausalLMWithValueHead:
+    ) -> Any:
         """A randomly initialised LM from a transformers config (no download), plus a fresh head."""
         from transformers import AutoModelForCausalLM
 
@@ -123,37 +136,46 @@ class CausalLMWithValueHead(nn.Module):
                    split_heads=split_heads, tied_inputs=tied_inputs)
 
     @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | Path, summary_dropout_prob: float | None = None, *, split_heads: bool | None = None,
-        tied_inputs: bool | None = None, **kwargs: Any,
-    ) -> CausalLMWithValueHead:
-        """Load the LM with ``AutoModelForCausalLM.from_pretrained`` and, when saved, the value head."""
-        from transformers import AutoModelForCausalLM
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, **kwargs: Any) -> Any:
+        """The LM from a path, a hub id or a built model, and its saved value head (TRL 0.11's arguments).
 
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
-        directory = Path(name_or_path)
-        head_config = directory / VALUE_HEAD_CONFIG
-        if summary_dropout_prob is None and head_config.is_file():
-            summary_dropout_prob = json.loads(head_config.read_text())["summary_dropout_prob"]
-        wrapped = cls(model, summary_dropout_prob, split_heads=split_heads, tied_inputs=tied_inputs)
-        state = _saved_value_head(directory)
-        if state:
-            wrapped.v_head.load_state_dict(state)
+        rlcode/TRL options: ``summary_dropout_prob``, ``v_head_init_strategy``, ``v_head_initializer_range``,
+        ``split_heads``, ``tied_inputs``, ``peft_config`` (wrap with ``peft.get_peft_model``), ``is_trainable``
+        (for a saved adapter). The rest go to ``AutoModelForCausalLM.from_pretrained`` (``torch_dtype``,
+        ``gguf_file``, ``cache_dir``, ...). Pickle-only weights are refused before anything loads; without a
+        saved head a ``UserWarning`` says where it looked (see ``rlcode.rlhf.pretrained``).
+        """
+        from rlcode.rlhf.pretrained import load_language_model, load_value_head, saved_dropout
+
+        options = {k: kwargs.pop(k) for k in ("summary_dropout_prob", "split_heads", "tied_inputs",
+                                               "v_head_init_strategy", "v_head_initializer_range") if k in kwargs}
+        peft_config, is_trainable = kwargs.pop("peft_config", None), kwargs.pop("is_trainable", False)
+        checkpointing = kwargs.pop("use_gradient_checkpointing", False)  # TRL's prepare_model_for_kbit_training args
+        checkpointing_kwargs = kwargs.pop("gradient_checkpointing_kwargs", None)
+        if kwargs.pop("reward_adapter", None) is not None:
+            raise ValueError("reward_adapter (TRL's reward model as a second adapter) is not supported by rlcode; "
+                             "score the responses with your reward model and pass the scores to step().")
+        kwargs.pop("reward_adapter_name", None)
+        if (kwargs.get("load_in_8bit") or kwargs.get("load_in_4bit")) and not torch.cuda.is_available():
+            raise ValueError("load_in_8bit/load_in_4bit need bitsandbytes and a CUDA GPU, and there is none; "
+                             "load in full or half precision (torch_dtype=torch.bfloat16) on the CPU.")
+        model, find, where = load_language_model(pretrained_model_name_or_path, model_args, kwargs, peft_config,
+                                                 is_trainable)
+        if find is not None and options.get("summary_dropout_prob") is None:
+            options["summary_dropout_prob"] = saved_dropout(find)
+        wrapped = cls(model, **options)
+        if find is not None:
+            load_value_head(wrapped, find, where, gguf=kwargs.get("gguf_file") is not None)
+        if checkpointing:
+            wrapped.gradient_checkpointing_enable(checkpointing_kwargs)
         return wrapped
 
-    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
-        """Save the LM (safetensors, via transformers) and the value head beside it.
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """The LM with ``v_head.*`` inside its safetensors weights (TRL's layout); a PEFT model's adapter plus
+        ``value_head.safetensors``; and ``value_head.json`` (see ``rlcode.rlhf.pretrained``)."""
+        from rlcode.rlhf.pretrained import save_with_value_head
 
-        No ``safe_serialization`` default is passed: safetensors is what transformers writes from 4.35 on,
-        and 5.x no longer has the argument (an unknown kwarg goes on to ``create_repo`` under ``push_to_hub``).
-        """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        self.pretrained_model.save_pretrained(directory, **kwargs)
-        head = {f"v_head.{k}": v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
-        save_file(head, str(directory / VALUE_HEAD_WEIGHTS))
-        (directory / VALUE_HEAD_CONFIG).write_text(json.dumps({"summary_dropout_prob": self.summary_dropout_prob}))
+        save_with_value_head(self, save_directory, *args, **kwargs)
 
     def frozen_copy(self) -> CausalLMWithValueHead:
         """A deep copy in eval mode with no gradients: the reference model."""
@@ -162,21 +184,43 @@ class CausalLMWithValueHead(nn.Module):
         reference.requires_grad_(False)
         return reference
 
-    # PEFT and step() modes (interface used by PPOTrainer) ------------------------------------------
+    # PEFT, gradient checkpointing and step() modes (interface used by PPOTrainer) -----------------
     @property
     def is_peft_model(self) -> bool:
         """Whether the LM is a ``peft.PeftModel`` (its reference is then itself with adapters disabled)."""
-        return False
+        return is_peft_model(self.pretrained_model)
 
     def adapters_disabled(self) -> Any:
         """A context in which the LM runs without its adapters (a no-op for a plain model)."""
-        return nullcontext()
+        return self.pretrained_model.disable_adapter() if self.is_peft_model else nullcontext()
 
     @contextmanager
     def training_forwards(self) -> Iterator[None]:
-        """The mode of every forward in ``step()``: dropout off everywhere (so the first ratio is exactly 1)."""
-        self.eval()
-        yield
+        """The mode of every forward in ``step()``: dropout off everywhere (so the first ratio is exactly 1),
+        with gradient checkpointing still running where it is enabled (``rlcode.rlhf.modes``)."""
+        with dropout_free_forwards(self):
+            yield
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Checkpoint the LM's layers in ``step()``'s backward; non-reentrant unless told otherwise, so a
+        LoRA model whose embeddings are frozen still gets gradients."""
+        lm = language_model(self.pretrained_model)
+        options = {"use_reentrant": False} if gradient_checkpointing_kwargs is None else dict(gradient_checkpointing_kwargs)
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5.x's name (the old one warns)
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+    def gradient_checkpointing_disable(self) -> None:
+        lm = language_model(self.pretrained_model)
+        if hasattr(lm, "activation_checkpointing_disable"):
+            lm.activation_checkpointing_disable()
+        else:
+            lm.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return bool(getattr(language_model(self.pretrained_model), "is_gradient_checkpointing", False))
 
     # forwards -----------------------------------------------------------------------------------
     @property
@@ -189,7 +233,7 @@ class CausalLMWithValueHead(nn.Module):
 
     @property
     def vocab_size(self) -> int:
-        head = self.pretrained_model.get_output_embeddings()
+        head = language_model(self.pretrained_model).get_output_embeddings()
         if isinstance(head, nn.Linear):
             return head.out_features
         return int(self.config.vocab_size)
@@ -216,13 +260,14 @@ class CausalLMWithValueHead(nn.Module):
         embedding/head weight, ``rlcode.rlhf.fast.tied`` gives that weight one gradient (see the class).
         """
         if self.split_heads:
-            base = self.pretrained_model.base_model
-            weight = tied_weight(self.pretrained_model) if torch.is_grad_enabled() and self.tied_inputs else None
+            lm = language_model(self.pretrained_model)  # a PeftModel's LoRA layers sit inside it, in place
+            base = lm.base_model
+            weight = tied_weight(lm) if torch.is_grad_enabled() and self.tied_inputs else None
             if weight is not None and weight.requires_grad:
                 lookup, head = tied_lookup_and_head(weight)
                 hidden = base(inputs_embeds=lookup(input_ids), attention_mask=attention_mask, use_cache=False)[0]
             else:
-                head = self.pretrained_model.get_output_embeddings()
+                head = lm.get_output_embeddings()
                 hidden = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]  # [B, T, d]
             selected = hidden[positions]  # [N, d]
             logits = head(selected)
@@ -246,21 +291,16 @@ class CausalLMWithValueHead(nn.Module):
         self._tied_inputs = _switch("tied_inputs", value)
 
     def _check_tied_inputs(self) -> bool:
-        model: Any = self.pretrained_model
+        model: Any = language_model(self.pretrained_model)
         if tied_weight(model) is None:
             return False
-        was_training = model.training
-        model.eval()  # dropout would make the two forwards differ
-        try:
-            with torch.no_grad():
-                ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
-                mask = torch.ones_like(ids)
-                by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-                embeds = model.get_input_embeddings()(ids)
-                by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
-            return torch.equal(by_ids, by_embeds)
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():  # dropout would make the two forwards differ
+            ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
+            mask = torch.ones_like(ids)
+            by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
+            embeds = model.get_input_embeddings()(ids)
+            by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
+        return torch.equal(by_ids, by_embeds)
 
     @property
     def split_heads(self) -> bool:
@@ -279,17 +319,15 @@ class CausalLMWithValueHead(nn.Module):
         self._split_heads = value
 
     def _can_split(self) -> bool:
-        model: Any = self.pretrained_model
+        model: Any = language_model(self.pretrained_model)
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         return isinstance(head, nn.Linear) and getattr(model, "base_model", model) is not model
 
     def _check_split_heads(self) -> bool:
-        model: Any = self.pretrained_model
+        model: Any = language_model(self.pretrained_model)
         head, base = model.get_output_embeddings(), model.base_model
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0) % self.vocab_size
                 mask = torch.ones_like(ids)
                 full = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
@@ -307,8 +345,6 @@ class CausalLMWithValueHead(nn.Module):
         # (RuntimeError): the plain forward serves it.
         except (TypeError, AttributeError, ValueError, RuntimeError):
             return False
-        finally:
-            model.train(was_training)
 
 
 def _switch(name: str, value: Any) -> bool | None:
@@ -318,4 +354,74 @@ def _switch(name: str, value: Any) -> bool | None:
 
 
 class AutoModelForCausalLMWithValueHead(CausalLMWithValueHead):
-    """TRL 0.11's name and surface for a causal LM with a value head (see ``CausalLMWithValueHead``)."""
+    """TRL 0.11's name and surface: ``forward`` returns ``(lm_logits, loss, value)`` and ``state_dict`` uses
+    TRL's layout (the LM's own keys, no ``pretrained_model.`` prefix, plus ``v_head.summary.*``).
+
+    Everything else is ``CausalLMWithValueHead``'s, so ``PPOTrainer`` takes either class.
+    """
+
+    is_loaded_in_8bit = False
+    is_loaded_in_4bit = False
+    is_sequential_parallel = False  # TRL's flag for a model split over devices (not supported here)
+    supports_rm_adapter = False  # TRL's reward adapter is refused by from_pretrained
+
+    @property
+    def current_device(self) -> torch.device:
+        """The device of the weights (TRL 0.11 gives the process's GPU index or "cpu")."""
+        return self.device
+
+    def forward(  # type: ignore[override]
+        self, input_ids: torch.Tensor | None = None, past_key_values: Any = None,
+        attention_mask: torch.Tensor | None = None, return_past_key_values: bool = False, **kwargs: Any,
+    ) -> tuple[Any, ...]:
+        """``(lm_logits [B, T, V] float32, loss or None, value [B, T])``, and the LM's ``past_key_values``
+        after them when ``return_past_key_values``. ``kwargs`` (e.g. ``labels``) go to the LM."""
+        if past_key_values is not None:  # only when given: transformers 5.x calls the argument ``cache``
+            kwargs["past_key_values"] = past_key_values
+        output = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                                       **kwargs)
+        hidden = output.hidden_states[-1].to(self.v_head.summary.weight.device)
+        result = (output.logits.float(), getattr(output, "loss", None), self.v_head(hidden))  # [B, T, V], [], [B, T]
+        if not return_past_key_values:
+            return result
+        cache = getattr(output, "past_key_values", None)
+        return (*result, getattr(output, "cache", None) if cache is None else cache)
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """TRL's layout: the LM's keys as the LM names them, plus ``v_head.summary.weight``/``bias``. (For a
+        PEFT model TRL keeps only the head's; here the PeftModel's keys are kept too, adapters included.)"""
+        if args or destination is not None or prefix:  # called as a submodule of another module: nn.Module's
+            return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        state = self.pretrained_model.state_dict(keep_vars=keep_vars)
+        state.update({f"v_head.{k}": v for k, v in self.v_head.state_dict(keep_vars=keep_vars).items()})
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Takes TRL's layout (see ``state_dict``) or nn.Module's (keys under ``pretrained_model.``)."""
+        if not any(key.startswith("pretrained_model.") for key in state_dict):
+            state_dict = {(k if k.startswith("v_head.") else f"pretrained_model.{k}"): v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def post_init(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load the head from a state dict holding ``v_head.*`` keys (TRL's hook after ``from_pretrained``)."""
+        head = {k.removeprefix("v_head."): v for k, v in state_dict.items() if k.startswith("v_head.")}
+        if not head:
+            raise ValueError("post_init: the state dict holds no v_head.* keys, so there is no value head to load.")
+        self.v_head.load_state_dict(head)
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> Any:
+        """The LM's ``push_to_hub`` with the head inside its weights as ``v_head.*`` (TRL's layout)."""
+        if self.is_peft_model:
+            raise ValueError("push_to_hub of a PEFT model would upload the adapter without the value head; "
+                             "save_pretrained(directory) and upload that folder (huggingface_hub.upload_folder).")
+        self.pretrained_model.add_module("v_head", self.v_head)  # for the duration of the upload only
+        try:
+            return self.pretrained_model.push_to_hub(*args, **kwargs)
+        finally:
+            del self.pretrained_model.v_head
+
+    def enable_input_require_grads(self) -> None:
+        language_model(self.pretrained_model).enable_input_require_grads()
+
+    def compute_reward_score(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("This model does not support reward modeling adapter (rlcode does not load reward_adapter).")
