@@ -220,7 +220,10 @@ class CausalLMWithValueHead(nn.Module):
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return bool(getattr(language_model(self.pretrained_model), "is_gradient_checkpointing", False))
+        lm = language_model(self.pretrained_model)
+        if hasattr(lm, "is_activation_checkpointing"):  # transformers 5.x (the old name warns)
+            return bool(lm.is_activation_checkpointing)
+        return bool(getattr(lm, "is_gradient_checkpointing", False))
 
     # forwards -----------------------------------------------------------------------------------
     @property
