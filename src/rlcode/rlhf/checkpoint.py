@@ -1,6 +1,7 @@
 """Pickle-free trainer checkpoints (``rlcode.run.checkpoints``) from which ``step()`` resumes exactly.
 
-Holds the policy with its value head, the reference model, the optimizer, the KL coefficient, the
+Holds the policy with its value head (and, for a PEFT policy, its adapter configs), the reference model
+(none for a PEFT policy), the optimizer, the KL coefficient, the
 running score moments, the step counter and the python/numpy/torch RNG states.
 """
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from rlcode.configs import config_from_dict, config_to_dict
 from rlcode.rlhf.distributed import is_main_process
+from rlcode.rlhf.peft_support import adapter_configs, rebuilt_with_adapters
 from rlcode.run.checkpoints import (
     Checkpoint,
     capture_rng_state,
@@ -43,18 +45,23 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
             rng_tensors[f"cuda_{index}"] = state
     optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(trainer.optimizer)
+    model = trainer.model
     checkpoint = Checkpoint(
         config={
             "ppo": config_to_dict(trainer.config),
-            "model": trainer.model.config.to_dict(),
-            "summary_dropout_prob": trainer.model.summary_dropout_prob,
+            "model": model.config.to_dict(),
+            "model_class": type(model).__name__,
+            "summary_dropout_prob": model.summary_dropout_prob,
             # the attention kernel changes float results; rebuild the model with the same one
-            "attn_implementation": getattr(trainer.model.config, "_attn_implementation", None),
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            # a PEFT policy: its adapters' configs, from which load() rebuilds the same PeftModel
+            "peft": adapter_configs(model.pretrained_model) if model.is_peft_model else None,
         },
         tensors={
-            "model": _untied(trainer.model.state_dict()),
+            # nn.Module's layout (keys under pretrained_model.) for either class, whatever its state_dict() gives
+            "model": _untied(nn.Module.state_dict(model)),
             # no ref_model entry when the reference is the policy itself with its adapters disabled
-            **({} if trainer.ref_model is None else {"ref_model": _untied(trainer.ref_model.state_dict())}),
+            **({} if trainer.ref_model is None else {"ref_model": _untied(nn.Module.state_dict(trainer.ref_model))}),
             "optimizer": optimizer_tensors,
             "rng": rng_tensors,
         },
@@ -73,20 +80,31 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
     return save_checkpoint(directory, checkpoint)
 
 
-def _model_from_config(data: dict[str, Any], dropout: float, attention: str | None) -> nn.Module:
-    from transformers import AutoConfig
+def _model_from_config(data: dict[str, Any], dropout: float, attention: str | None, class_name: str = "",
+                       adapters: dict[str, Any] | None = None) -> nn.Module:
+    """The saved model's architecture with fresh weights (loaded next), adapters included."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from rlcode.rlhf.value_head import CausalLMWithValueHead
+    from rlcode.rlhf import value_head
 
     data = {k: v for k, v in data.items() if k != "_attn_implementation_autoset"}
     config = AutoConfig.for_model(data.pop("model_type"), **data)
     kwargs: dict[str, Any] = {"attn_implementation": attention} if attention else {}
-    return CausalLMWithValueHead.from_config(config, summary_dropout_prob=dropout, **kwargs)
+    lm = AutoModelForCausalLM.from_config(config, **kwargs)
+    if adapters:
+        lm = rebuilt_with_adapters(lm, adapters)
+    cls = value_head.AutoModelForCausalLMWithValueHead if class_name == "AutoModelForCausalLMWithValueHead" else (
+        value_head.CausalLMWithValueHead)
+    return cls(lm, summary_dropout_prob=dropout)
 
 
 def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
                  tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> Any:
-    """Rebuild the trainer, then restore weights, optimizer, controller, moments and RNG states."""
+    """Rebuild the trainer, then restore weights, optimizer, controller, moments and RNG states.
+
+    A PEFT checkpoint (no reference weights: the reference is the policy with its adapters disabled) is
+    rebuilt from the saved adapter configs when no model is given; a given model must carry the same adapters.
+    """
     from rlcode.rlhf.config import PPOConfig
     from rlcode.rlhf.value_head import CausalLMWithValueHead
 
@@ -94,18 +112,26 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
     config = config_from_dict(PPOConfig, checkpoint.config["ppo"], source=str(directory))
     dropout = checkpoint.config["summary_dropout_prob"]
     attention = checkpoint.config.get("attn_implementation")
+    adapters = checkpoint.config.get("peft")
     if model is None:
-        model = _model_from_config(checkpoint.config["model"], dropout, attention)
+        model = _model_from_config(checkpoint.config["model"], dropout, attention,
+                                   checkpoint.config.get("model_class", ""), adapters)
     if not isinstance(model, CausalLMWithValueHead):
         model = CausalLMWithValueHead(model, summary_dropout_prob=dropout)
-    model.load_state_dict(checkpoint.tensors["model"])
-    if ref_model is None:
-        ref_model = _model_from_config(checkpoint.config["model"], dropout, attention)
-    if not isinstance(ref_model, CausalLMWithValueHead):
-        ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
-    ref_model.load_state_dict(checkpoint.tensors["ref_model"])
-    device = model.device
-    ref_model.to(device)
+    if bool(adapters) != model.is_peft_model:
+        raise ValueError(
+            f"{directory} was saved from a {'PEFT' if adapters else 'plain (non-PEFT)'} policy but the model passed "
+            f"to load() is {'a PeftModel' if model.is_peft_model else 'not a PeftModel'}; pass the same kind of "
+            "model, or model=None to rebuild it from the checkpoint."
+        )
+    nn.Module.load_state_dict(model, checkpoint.tensors["model"])
+    if "ref_model" in checkpoint.tensors:
+        if ref_model is None:
+            ref_model = _model_from_config(checkpoint.config["model"], dropout, attention)
+        if not isinstance(ref_model, CausalLMWithValueHead):
+            ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
+        nn.Module.load_state_dict(ref_model, checkpoint.tensors["ref_model"])
+        ref_model.to(model.device)
     trainer = cls(config, model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer)
     # load_state_dict moves each state tensor to its parameter's device (and keeps Adam's step as it wants)
     optimizer_from_checkpoint(trainer.optimizer, checkpoint.tensors.get("optimizer", {}), checkpoint.state["optimizer"])

@@ -104,7 +104,7 @@ def load_value_head(model: Any, find: Finder, where: str, gguf: bool = False) ->
     """Load the saved head into ``model.v_head``, or warn (one line) that it is newly initialised."""
     if gguf:
         warnings.warn(f"{where} was loaded from a GGUF file, which holds no value head: the value head is newly "
-                      "initialised.", UserWarning, stacklevel=4)
+                      "initialised.", UserWarning, stacklevel=3)
         return
     sources = _value_head_sources(find)
     if not sources:
@@ -112,7 +112,7 @@ def load_value_head(model: Any, find: Finder, where: str, gguf: bool = False) ->
         unread = f" ({pickled[0]} was not read: rlcode never unpickles)" if pickled else ""
         warnings.warn(
             f"no value head in {where} (looked for {HEAD_FILE}, v_head.* in {SAFE_WEIGHTS} and in the shards of "
-            f"{SAFE_INDEX}){unread}: the value head is newly initialised.", UserWarning, stacklevel=4,
+            f"{SAFE_INDEX}){unread}: the value head is newly initialised.", UserWarning, stacklevel=3,
         )
         return
     (first, state), *others = sources.items()
