@@ -49,3 +49,25 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path):
     names = sorted(p.name for p in path.iterdir())
     assert names == ["config.json", "model.safetensors", "optimizer.safetensors", "ref_model.safetensors",
                      "rng.safetensors", "state.json"]
+
+
+def test_a_trl_layout_model_resumes_exactly_as_its_own_class(tmp_path):
+    """AutoModelForCausalLMWithValueHead.state_dict() drops the pretrained_model. prefix (TRL's layout); the
+    checkpoint keeps nn.Module's layout for both classes and load() rebuilds the class that was saved."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from rlcode.rlhf.value_head import AutoModelForCausalLMWithValueHead
+
+    batches = [make_batch(4, seed=s) for s in (1, 2)]
+    trainer = PPOTrainer(config(), AutoModelForCausalLMWithValueHead(make_model().pretrained_model))
+    trainer.step(*batches[0])
+    path = trainer.save(tmp_path / "run")
+    assert "pretrained_model.transformer.wte.weight" in load_file(str(path / "model.safetensors"))
+    expected = trainer.step(*batches[1])
+    resumed = PPOTrainer.load(tmp_path / "run")
+    assert type(resumed.model) is AutoModelForCausalLMWithValueHead
+    got = resumed.step(*batches[1])
+    assert all(np.array_equal(np.asarray(v), np.asarray(got[k])) for k, v in expected.items() if "time/" not in k)
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

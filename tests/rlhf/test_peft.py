@@ -167,3 +167,11 @@ def test_loading_a_peft_checkpoint_into_a_plain_model_is_refused(tmp_path):
     trainer.save(tmp_path / "run")
     with pytest.raises(ValueError, match="saved from a PEFT policy"):
         PPOTrainer.load(tmp_path / "run", model=make_model())
+
+
+def test_a_trl_peft_directory_whose_head_is_pickled_is_refused(tmp_path):
+    model, _ = lora_model("llama", cls=AutoModelForCausalLMWithValueHead)
+    model.pretrained_model.save_pretrained(tmp_path)  # the adapter, as TRL 0.11 writes it ...
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not read")  # ... with the head pickled beside it
+    with pytest.raises(ValueError, match="value head is saved only as pickle.*value_head.safetensors"):
+        AutoModelForCausalLMWithValueHead.from_pretrained(tmp_path)

@@ -108,7 +108,7 @@ def load_value_head(model: Any, find: Finder, where: str, gguf: bool = False) ->
         return
     sources = _value_head_sources(find)
     if not sources:
-        pickled = [name for name in (*PICKLES, "pytorch_model.bin") if find(name, cached_only=True)]
+        pickled = [name for name in PICKLES if find(name, cached_only=True)]
         unread = f" ({pickled[0]} was not read: rlcode never unpickles)" if pickled else ""
         warnings.warn(
             f"no value head in {where} (looked for {HEAD_FILE}, v_head.* in {SAFE_WEIGHTS} and in the shards of "
@@ -154,6 +154,13 @@ def load_language_model(source: Any, model_args: tuple[Any, ...], kwargs: dict[s
     if find(ADAPTER_CONFIG) is not None:  # a saved PEFT adapter: load its base, then the adapter (as TRL)
         peft = require_peft()
         refuse_pickle_only(find, where, ADAPTER_WEIGHTS, (ADAPTER_PICKLE,))
+        if find(HEAD_FILE) is None and (pickled := find(PICKLES[0], cached_only=True)) is not None:
+            raise ValueError(  # TRL 0.11 pickles a PEFT model's head in pytorch_model.bin
+                f"{where} is a PEFT adapter whose value head is saved only as pickle ({pickled.name}, TRL's layout) "
+                "and rlcode never unpickles; convert it once where you trust the file: save_file({k: v for k, v in "
+                f"torch.load('{pickled.name}', weights_only=True).items() if k.startswith('v_head.')}}, "
+                f"'{HEAD_FILE}') (safetensors.torch.save_file)."
+            )
         if peft_config is not None:
             warnings.warn(f"peft_config ignored: {where} holds a trained adapter ({ADAPTER_CONFIG}).", stacklevel=3)
         hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
