@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from torch import nn
 
@@ -57,3 +58,22 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def set_checkpointing(lm: Any, enable: bool, options: dict[str, Any] | None = None) -> None:
+    """Switch a transformers model's gradient checkpointing, non-reentrant by default (a frozen embedding's
+    output needs no ``requires_grad`` then), under 5.x's name when it has it (the old name warns there)."""
+    if not enable:
+        (getattr(lm, "activation_checkpointing_disable", None) or lm.gradient_checkpointing_disable)()
+        return
+    options = {"use_reentrant": False} if options is None else dict(options)
+    if hasattr(lm, "activation_checkpointing_enable"):
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def is_checkpointing(lm: Any) -> bool:
+    if hasattr(lm, "is_activation_checkpointing"):  # transformers 5.x (the old name warns)
+        return bool(lm.is_activation_checkpointing)
+    return bool(getattr(lm, "is_gradient_checkpointing", False))

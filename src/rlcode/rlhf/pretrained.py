@@ -104,7 +104,7 @@ def load_value_head(model: Any, find: Finder, where: str, gguf: bool = False) ->
     """Load the saved head into ``model.v_head``, or warn (one line) that it is newly initialised."""
     if gguf:
         warnings.warn(f"{where} was loaded from a GGUF file, which holds no value head: the value head is newly "
-                      "initialised.", UserWarning, stacklevel=3)
+                      "initialised.", UserWarning, stacklevel=4)
         return
     sources = _value_head_sources(find)
     if not sources:
@@ -112,7 +112,7 @@ def load_value_head(model: Any, find: Finder, where: str, gguf: bool = False) ->
         unread = f" ({pickled[0]} was not read: rlcode never unpickles)" if pickled else ""
         warnings.warn(
             f"no value head in {where} (looked for {HEAD_FILE}, v_head.* in {SAFE_WEIGHTS} and in the shards of "
-            f"{SAFE_INDEX}){unread}: the value head is newly initialised.", UserWarning, stacklevel=3,
+            f"{SAFE_INDEX}){unread}: the value head is newly initialised.", UserWarning, stacklevel=4,
         )
         return
     (first, state), *others = sources.items()
@@ -162,7 +162,7 @@ def load_language_model(source: Any, model_args: tuple[Any, ...], kwargs: dict[s
                 f"'{HEAD_FILE}') (safetensors.torch.save_file)."
             )
         if peft_config is not None:
-            warnings.warn(f"peft_config ignored: {where} holds a trained adapter ({ADAPTER_CONFIG}).", stacklevel=3)
+            warnings.warn(f"peft_config ignored: {where} holds a trained adapter ({ADAPTER_CONFIG}).", stacklevel=4)
         hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
         base_name = peft.PeftConfig.from_pretrained(str(source), **hub).base_model_name_or_path
         refuse_pickle_only(file_finder(base_name, kwargs), f"'{base_name}'")
@@ -195,3 +195,29 @@ def save_with_value_head(model: Any, directory: str | Path, **kwargs: Any) -> No
         lm_state = {k: v for k, v in lm_state.items() if not k.startswith("v_head.")}
         model.pretrained_model.save_pretrained(directory, state_dict=lm_state | head, **kwargs)
     (directory / HEAD_CONFIG).write_text(json.dumps({"summary_dropout_prob": model.summary_dropout_prob}))
+
+
+def from_pretrained(cls: Any, source: Any, model_args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``cls.from_pretrained`` (see ``CausalLMWithValueHead.from_pretrained``): TRL 0.11's own kwargs are taken
+    out here, the rest go to ``AutoModelForCausalLM.from_pretrained``."""
+    options = {k: kwargs.pop(k) for k in ("summary_dropout_prob", "split_heads", "tied_inputs",
+                                           "v_head_init_strategy", "v_head_initializer_range") if k in kwargs}
+    peft_config, is_trainable = kwargs.pop("peft_config", None), kwargs.pop("is_trainable", False)
+    checkpointing = kwargs.pop("use_gradient_checkpointing", False)  # TRL's prepare_model_for_kbit_training args
+    checkpointing_kwargs = kwargs.pop("gradient_checkpointing_kwargs", None)
+    if kwargs.pop("reward_adapter", None) is not None:
+        raise ValueError("reward_adapter (TRL's reward model as a second adapter) is not supported by rlcode; "
+                         "score the responses with your reward model and pass the scores to step().")
+    kwargs.pop("reward_adapter_name", None)
+    if (kwargs.get("load_in_8bit") or kwargs.get("load_in_4bit")) and not torch.cuda.is_available():
+        raise ValueError("load_in_8bit/load_in_4bit need bitsandbytes and a CUDA GPU, and there is none; "
+                         "load in full or half precision (torch_dtype=torch.bfloat16) on the CPU.")
+    model, find, where = load_language_model(source, model_args, kwargs, peft_config, is_trainable)
+    if find is not None and options.get("summary_dropout_prob") is None:
+        options["summary_dropout_prob"] = saved_dropout(find)
+    wrapped = cls(model, **options)
+    if find is not None:
+        load_value_head(wrapped, find, where, gguf=kwargs.get("gguf_file") is not None)
+    if checkpointing:
+        wrapped.gradient_checkpointing_enable(checkpointing_kwargs)
+    return wrapped

@@ -2,7 +2,8 @@
 
 The head is TRL's ``ValueHead`` (dropout, then ``Linear(hidden, 1)``, named ``v_head.summary`` so
 state dicts line up with TRL's). Loading and saving (pickle-free, TRL's file layouts) live in
-``rlcode.rlhf.pretrained``; ``AutoModelForCausalLMWithValueHead`` adds TRL 0.11's forward and state-dict layout.
+``rlcode.rlhf.pretrained``; ``AutoModelForCausalLMWithValueHead`` (``rlcode.rlhf.trl_model``, importable
+from here too) adds TRL 0.11's forward and state-dict layout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from rlcode.rlhf.fast.tied import tied_lookup_and_head, tied_weight
-from rlcode.rlhf.modes import dropout_free_forwards, eval_mode
+from rlcode.rlhf.modes import dropout_free_forwards, eval_mode, is_checkpointing, set_checkpointing
 from rlcode.rlhf.peft_support import is_peft_model
 
 LM_HEAD_NAMES = ("lm_head", "embed_out", "output_layer")  # TRL 0.11's lm_head_namings
@@ -145,30 +146,9 @@ class CausalLMWithValueHead(nn.Module):
         ``gguf_file``, ``cache_dir``, ...). Pickle-only weights are refused before anything loads; without a
         saved head a ``UserWarning`` says where it looked (see ``rlcode.rlhf.pretrained``).
         """
-        from rlcode.rlhf.pretrained import load_language_model, load_value_head, saved_dropout
+        from rlcode.rlhf.pretrained import from_pretrained
 
-        options = {k: kwargs.pop(k) for k in ("summary_dropout_prob", "split_heads", "tied_inputs",
-                                               "v_head_init_strategy", "v_head_initializer_range") if k in kwargs}
-        peft_config, is_trainable = kwargs.pop("peft_config", None), kwargs.pop("is_trainable", False)
-        checkpointing = kwargs.pop("use_gradient_checkpointing", False)  # TRL's prepare_model_for_kbit_training args
-        checkpointing_kwargs = kwargs.pop("gradient_checkpointing_kwargs", None)
-        if kwargs.pop("reward_adapter", None) is not None:
-            raise ValueError("reward_adapter (TRL's reward model as a second adapter) is not supported by rlcode; "
-                             "score the responses with your reward model and pass the scores to step().")
-        kwargs.pop("reward_adapter_name", None)
-        if (kwargs.get("load_in_8bit") or kwargs.get("load_in_4bit")) and not torch.cuda.is_available():
-            raise ValueError("load_in_8bit/load_in_4bit need bitsandbytes and a CUDA GPU, and there is none; "
-                             "load in full or half precision (torch_dtype=torch.bfloat16) on the CPU.")
-        model, find, where = load_language_model(pretrained_model_name_or_path, model_args, kwargs, peft_config,
-                                                 is_trainable)
-        if find is not None and options.get("summary_dropout_prob") is None:
-            options["summary_dropout_prob"] = saved_dropout(find)
-        wrapped = cls(model, **options)
-        if find is not None:
-            load_value_head(wrapped, find, where, gguf=kwargs.get("gguf_file") is not None)
-        if checkpointing:
-            wrapped.gradient_checkpointing_enable(checkpointing_kwargs)
-        return wrapped
+        return from_pretrained(cls, pretrained_model_name_or_path, model_args, kwargs)
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """The LM with ``v_head.*`` inside its safetensors weights (TRL's layout); a PEFT model's adapter plus
@@ -204,26 +184,14 @@ class CausalLMWithValueHead(nn.Module):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Checkpoint the LM's layers in ``step()``'s backward; non-reentrant unless told otherwise, so a
         LoRA model whose embeddings are frozen still gets gradients."""
-        lm = language_model(self.pretrained_model)
-        options = {"use_reentrant": False} if gradient_checkpointing_kwargs is None else dict(gradient_checkpointing_kwargs)
-        if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5.x's name (the old one warns)
-            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-        else:
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        set_checkpointing(language_model(self.pretrained_model), True, gradient_checkpointing_kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
-        lm = language_model(self.pretrained_model)
-        if hasattr(lm, "activation_checkpointing_disable"):
-            lm.activation_checkpointing_disable()
-        else:
-            lm.gradient_checkpointing_disable()
+        set_checkpointing(language_model(self.pretrained_model), False)
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        lm = language_model(self.pretrained_model)
-        if hasattr(lm, "is_activation_checkpointing"):  # transformers 5.x (the old name warns)
-            return bool(lm.is_activation_checkpointing)
-        return bool(getattr(lm, "is_gradient_checkpointing", False))
+        return is_checkpointing(language_model(self.pretrained_model))
 
     # forwards -----------------------------------------------------------------------------------
     @property
@@ -356,75 +324,11 @@ def _switch(name: str, value: Any) -> bool | None:
     return value
 
 
-class AutoModelForCausalLMWithValueHead(CausalLMWithValueHead):
-    """TRL 0.11's name and surface: ``forward`` returns ``(lm_logits, loss, value)`` and ``state_dict`` uses
-    TRL's layout (the LM's own keys, no ``pretrained_model.`` prefix, plus ``v_head.summary.*``).
+def __getattr__(name: str) -> Any:
+    """``AutoModelForCausalLMWithValueHead`` lives in ``rlcode.rlhf.trl_model`` (it subclasses this module's
+    class, so importing it here eagerly would be circular); it is importable from here too."""
+    if name == "AutoModelForCausalLMWithValueHead":
+        from rlcode.rlhf.trl_model import AutoModelForCausalLMWithValueHead
 
-    Everything else is ``CausalLMWithValueHead``'s, so ``PPOTrainer`` takes either class.
-    """
-
-    is_loaded_in_8bit = False
-    is_loaded_in_4bit = False
-    is_sequential_parallel = False  # TRL's flag for a model split over devices (not supported here)
-    supports_rm_adapter = False  # TRL's reward adapter is refused by from_pretrained
-
-    @property
-    def current_device(self) -> torch.device:
-        """The device of the weights (TRL 0.11 gives the process's GPU index or "cpu")."""
-        return self.device
-
-    def forward(  # type: ignore[override]
-        self, input_ids: torch.Tensor | None = None, past_key_values: Any = None,
-        attention_mask: torch.Tensor | None = None, return_past_key_values: bool = False, **kwargs: Any,
-    ) -> tuple[Any, ...]:
-        """``(lm_logits [B, T, V] float32, loss or None, value [B, T])``, and the LM's ``past_key_values``
-        after them when ``return_past_key_values``. ``kwargs`` (e.g. ``labels``) go to the LM."""
-        if past_key_values is not None:  # only when given: transformers 5.x calls the argument ``cache``
-            kwargs["past_key_values"] = past_key_values
-        output = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                                       **kwargs)
-        hidden = output.hidden_states[-1].to(self.v_head.summary.weight.device)
-        result = (output.logits.float(), getattr(output, "loss", None), self.v_head(hidden))  # [B, T, V], [], [B, T]
-        if not return_past_key_values:
-            return result
-        cache = getattr(output, "past_key_values", None)
-        return (*result, getattr(output, "cache", None) if cache is None else cache)
-
-    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
-        """TRL's layout: the LM's keys as the LM names them, plus ``v_head.summary.weight``/``bias``. (For a
-        PEFT model TRL keeps only the head's; here the PeftModel's keys are kept too, adapters included.)"""
-        if args or destination is not None or prefix:  # called as a submodule of another module: nn.Module's
-            return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        state = self.pretrained_model.state_dict(keep_vars=keep_vars)
-        state.update({f"v_head.{k}": v for k, v in self.v_head.state_dict(keep_vars=keep_vars).items()})
-        return state
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Takes TRL's layout (see ``state_dict``) or nn.Module's (keys under ``pretrained_model.``)."""
-        if not any(key.startswith("pretrained_model.") for key in state_dict):
-            state_dict = {(k if k.startswith("v_head.") else f"pretrained_model.{k}"): v for k, v in state_dict.items()}
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def post_init(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load the head from a state dict holding ``v_head.*`` keys (TRL's hook after ``from_pretrained``)."""
-        head = {k.removeprefix("v_head."): v for k, v in state_dict.items() if k.startswith("v_head.")}
-        if not head:
-            raise ValueError("post_init: the state dict holds no v_head.* keys, so there is no value head to load.")
-        self.v_head.load_state_dict(head)
-
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> Any:
-        """The LM's ``push_to_hub`` with the head inside its weights as ``v_head.*`` (TRL's layout)."""
-        if self.is_peft_model:
-            raise ValueError("push_to_hub of a PEFT model would upload the adapter without the value head; "
-                             "save_pretrained(directory) and upload that folder (huggingface_hub.upload_folder).")
-        self.pretrained_model.add_module("v_head", self.v_head)  # for the duration of the upload only
-        try:
-            return self.pretrained_model.push_to_hub(*args, **kwargs)
-        finally:
-            del self.pretrained_model.v_head
-
-    def enable_input_require_grads(self) -> None:
-        language_model(self.pretrained_model).enable_input_require_grads()
-
-    def compute_reward_score(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("This model does not support reward modeling adapter (rlcode does not load reward_adapter).")
+        return AutoModelForCausalLMWithValueHead
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
