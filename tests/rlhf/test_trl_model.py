@@ -204,4 +204,6 @@ def test_a_built_model_passes_through_with_trl_attributes():
     model = AutoModelForCausalLMWithValueHead.from_pretrained(lm, summary_dropout_prob=0.2)
     assert model.pretrained_model is lm and model.v_head.dropout.p == 0.2
     assert not model.is_peft_model and model.current_device == torch.device("cpu")
-    assert not model.is_loaded_in_8bit and not model.supports_rm_adapter
+    assert not model.is_loaded_in_8bit and not model.supports_rm_adapter and not model.is_gradient_checkpointing
+    checkpointed = AutoModelForCausalLMWithValueHead.from_pretrained(tiny_lm(), use_gradient_checkpointing=True)
+    assert checkpointed.is_gradient_checkpointing  # TRL's kbit-preparation flag, honoured without quantisation

@@ -175,7 +175,7 @@ def load_language_model(source: Any, model_args: tuple[Any, ...], kwargs: dict[s
     return (model if peft_config is None else with_adapters(model, peft_config)), find, where
 
 
-def save_with_value_head(model: Any, directory: str | Path, **kwargs: Any) -> None:
+def save_with_value_head(model: Any, directory: str | Path, *args: Any, **kwargs: Any) -> None:
     """The LM through its ``save_pretrained`` with ``v_head.*`` inside its weights (TRL's layout), or for
     a PEFT model the adapter plus ``value_head.safetensors``; and ``value_head.json`` (the head's dropout).
 
@@ -188,12 +188,12 @@ def save_with_value_head(model: Any, directory: str | Path, **kwargs: Any) -> No
     head = {f"v_head.{k}": v.detach().cpu().contiguous() for k, v in model.v_head.state_dict().items()}
     state = kwargs.pop("state_dict", None)  # TRL's layout (the LM's keys and v_head.*) when given
     if is_peft_model(model.pretrained_model):  # peft saves the adapter only (as TRL, the state_dict is dropped)
-        model.pretrained_model.save_pretrained(directory, **kwargs)
+        model.pretrained_model.save_pretrained(directory, *args, **kwargs)
         save_file(head, str(directory / HEAD_FILE), metadata={"format": "pt"})
     else:
         lm_state = model.pretrained_model.state_dict() if state is None else state
         lm_state = {k: v for k, v in lm_state.items() if not k.startswith("v_head.")}
-        model.pretrained_model.save_pretrained(directory, state_dict=lm_state | head, **kwargs)
+        model.pretrained_model.save_pretrained(directory, *args, state_dict=lm_state | head, **kwargs)
     (directory / HEAD_CONFIG).write_text(json.dumps({"summary_dropout_prob": model.summary_dropout_prob}))
 
 

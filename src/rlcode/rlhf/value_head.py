@@ -2,8 +2,8 @@
 
 The head is TRL's ``ValueHead`` (dropout, then ``Linear(hidden, 1)``, named ``v_head.summary`` so
 state dicts line up with TRL's). Loading and saving (pickle-free, TRL's file layouts) live in
-``rlcode.rlhf.pretrained``; ``AutoModelForCausalLMWithValueHead`` (``rlcode.rlhf.trl_model``, importable
-from here too) adds TRL 0.11's forward and state-dict layout.
+``rlcode.rlhf.pretrained``, the detection of the fast forward paths in ``rlcode.rlhf.forward_paths``;
+``AutoModelForCausalLMWithValueHead`` adds TRL 0.11's forward and state-dict layout.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from rlcode.rlhf.fast.tied import tied_lookup_and_head, tied_weight
-from rlcode.rlhf.modes import dropout_free_forwards, eval_mode, is_checkpointing, set_checkpointing
+from rlcode.rlhf.forward_paths import can_split_heads, split_heads_match, tied_inputs_match
+from rlcode.rlhf.modes import dropout_free_forwards, is_checkpointing, set_checkpointing
 from rlcode.rlhf.peft_support import is_peft_model
 
 LM_HEAD_NAMES = ("lm_head", "embed_out", "output_layer")  # TRL 0.11's lm_head_namings
@@ -262,16 +263,7 @@ class CausalLMWithValueHead(nn.Module):
         self._tied_inputs = _switch("tied_inputs", value)
 
     def _check_tied_inputs(self) -> bool:
-        model: Any = language_model(self.pretrained_model)
-        if tied_weight(model) is None:
-            return False
-        with eval_mode(model), torch.no_grad():  # dropout would make the two forwards differ
-            ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0)
-            mask = torch.ones_like(ids)
-            by_ids = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-            embeds = model.get_input_embeddings()(ids)
-            by_embeds = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
-        return torch.equal(by_ids, by_embeds)
+        return tied_inputs_match(language_model(self.pretrained_model), self.vocab_size, self.device)
 
     @property
     def split_heads(self) -> bool:
@@ -290,32 +282,10 @@ class CausalLMWithValueHead(nn.Module):
         self._split_heads = value
 
     def _can_split(self) -> bool:
-        model: Any = language_model(self.pretrained_model)
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        return isinstance(head, nn.Linear) and getattr(model, "base_model", model) is not model
+        return can_split_heads(language_model(self.pretrained_model))
 
     def _check_split_heads(self) -> bool:
-        model: Any = language_model(self.pretrained_model)
-        head, base = model.get_output_embeddings(), model.base_model
-        try:
-            with eval_mode(model), torch.no_grad():
-                ids = torch.arange(min(7, self.vocab_size), device=self.device).unsqueeze(0) % self.vocab_size
-                mask = torch.ones_like(ids)
-                full = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
-                hidden = base(input_ids=ids, attention_mask=mask, use_cache=False)[0]
-                split = head(hidden).float()
-            # the value head reads hidden_states[-1] (as TRL does): the backbone's output must be that too
-            same_hidden = hidden.shape == full.hidden_states[-1].shape and torch.allclose(
-                hidden, full.hidden_states[-1], rtol=1e-4, atol=1e-4
-            )
-            return same_hidden and full.logits.shape == split.shape and torch.allclose(
-                full.logits.float(), split, rtol=1e-4, atol=1e-4
-            )
-        # An unusual model: its forward takes no such arguments or returns no logits/hidden_states (TypeError,
-        # AttributeError, transformers' ValueError), or its head does not fit the backbone's output
-        # (RuntimeError): the plain forward serves it.
-        except (TypeError, AttributeError, ValueError, RuntimeError):
-            return False
+        return split_heads_match(language_model(self.pretrained_model), self.vocab_size, self.device)
 
 
 def _switch(name: str, value: Any) -> bool | None:
@@ -324,11 +294,84 @@ def _switch(name: str, value: Any) -> bool | None:
     return value
 
 
-def __getattr__(name: str) -> Any:
-    """``AutoModelForCausalLMWithValueHead`` lives in ``rlcode.rlhf.trl_model`` (it subclasses this module's
-    class, so importing it here eagerly would be circular); it is importable from here too."""
-    if name == "AutoModelForCausalLMWithValueHead":
-        from rlcode.rlhf.trl_model import AutoModelForCausalLMWithValueHead
+class AutoModelForCausalLMWithValueHead(CausalLMWithValueHead):
+    """TRL 0.11's name and surface: ``forward`` returns ``(lm_logits, loss, value)`` and ``state_dict`` uses
+    TRL's layout (the LM's own keys, no ``pretrained_model.`` prefix, plus ``v_head.summary.*``).
 
-        return AutoModelForCausalLMWithValueHead
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Everything else is ``CausalLMWithValueHead``'s, so ``PPOTrainer`` takes either class.
+    """
+
+    is_sequential_parallel = False  # TRL's flag for a model split over devices (not supported here)
+    supports_rm_adapter = False  # TRL's reward adapter is refused by from_pretrained
+
+    @property
+    def is_loaded_in_8bit(self) -> bool:
+        return bool(getattr(language_model(self.pretrained_model), "is_loaded_in_8bit", False))
+
+    @property
+    def is_loaded_in_4bit(self) -> bool:
+        return bool(getattr(language_model(self.pretrained_model), "is_loaded_in_4bit", False))
+
+    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pretrained_model.prepare_inputs_for_generation(*args, **kwargs)
+
+    @property
+    def current_device(self) -> torch.device:
+        """The device of the weights (TRL 0.11 gives the process's GPU index or "cpu")."""
+        return self.device
+
+    def forward(  # type: ignore[override]
+        self, input_ids: torch.Tensor | None = None, past_key_values: Any = None,
+        attention_mask: torch.Tensor | None = None, return_past_key_values: bool = False, **kwargs: Any,
+    ) -> tuple[Any, ...]:
+        """``(lm_logits [B, T, V] float32, loss or None, value [B, T])``, and the LM's ``past_key_values``
+        after them when ``return_past_key_values``. ``kwargs`` (e.g. ``labels``) go to the LM."""
+        if past_key_values is not None:  # only when given: transformers 5.x calls the argument ``cache``
+            kwargs["past_key_values"] = past_key_values
+        output = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                                       **kwargs)
+        hidden = output.hidden_states[-1].to(self.v_head.summary.weight.device)
+        result = (output.logits.float(), getattr(output, "loss", None), self.v_head(hidden))  # [B, T, V], [], [B, T]
+        if not return_past_key_values:
+            return result
+        cache = getattr(output, "past_key_values", None)
+        return (*result, getattr(output, "cache", None) if cache is None else cache)
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """TRL's layout: the LM's keys as the LM names them, plus ``v_head.summary.weight``/``bias``. (For a
+        PEFT model TRL keeps only the head's; here the PeftModel's keys are kept too, adapters included.)"""
+        if args or destination is not None or prefix:  # called as a submodule of another module: nn.Module's
+            return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        state = self.pretrained_model.state_dict(keep_vars=keep_vars)
+        state.update({f"v_head.{k}": v for k, v in self.v_head.state_dict(keep_vars=keep_vars).items()})
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Takes TRL's layout (see ``state_dict``) or nn.Module's (keys under ``pretrained_model.``)."""
+        if not any(key.startswith("pretrained_model.") for key in state_dict):
+            state_dict = {(k if k.startswith("v_head.") else f"pretrained_model.{k}"): v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def post_init(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load the head from a state dict holding ``v_head.*`` keys (TRL's hook after ``from_pretrained``)."""
+        head = {k.removeprefix("v_head."): v for k, v in state_dict.items() if k.startswith("v_head.")}
+        if not head:
+            raise ValueError("post_init: the state dict holds no v_head.* keys, so there is no value head to load.")
+        self.v_head.load_state_dict(head)
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> Any:
+        """The LM's ``push_to_hub`` with the head inside its weights as ``v_head.*`` (TRL's layout)."""
+        if self.is_peft_model:
+            raise ValueError("push_to_hub of a PEFT model would upload the adapter without the value head; "
+                             "save_pretrained(directory) and upload that folder (huggingface_hub.upload_folder).")
+        self.pretrained_model.add_module("v_head", self.v_head)  # for the duration of the upload only
+        try:
+            return self.pretrained_model.push_to_hub(*args, **kwargs)
+        finally:
+            del self.pretrained_model.v_head
+
+    def enable_input_require_grads(self) -> None:
+        language_model(self.pretrained_model).enable_input_require_grads()
+
+    def compute_reward_score(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("This model does not support reward modeling adapter (rlcode does not load reward_adapter).")
