@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from rlcode.errors import UserError
-from rlcode.rlhf.demo import chat_queries, english_sentiment_reward, lora_config, run_demo
+from rlcode.rlhf.demo import (
+    chat_queries,
+    cheerful_sentence_reward,
+    english_sentiment_reward,
+    lora_config,
+    run_demo,
+)
 from rlcode.rlhf.loading import SMOLLM2, load_causal_lm, load_tokenizer, smollm2_file
 
 
@@ -33,6 +39,13 @@ def test_english_reward_counts_positive_minus_negative_words():
     assert english_sentiment_reward("What a wonderful, happy day!") == 2.0
     assert english_sentiment_reward("A sad and boring trip; still, the food was Great.") == -1.0
     assert english_sentiment_reward("") == 0.0
+
+
+def test_chat_reward_adds_one_for_a_single_complete_sentence():
+    assert cheerful_sentence_reward("A lovely, sunny walk.") == 3.0
+    assert cheerful_sentence_reward("  A walk in the park!  ") == 1.0
+    assert cheerful_sentence_reward("A walk. Then a great lunch.") == 1.0  # two sentences: words only
+    assert cheerful_sentence_reward("A walk in the park with a great") == 1.0  # cut off: words only
 
 
 def test_lora_targets_the_projections_each_family_names(tiny_model_dir):
@@ -75,9 +88,10 @@ def test_smollm2_is_the_real_model_and_saves_like_any_other(smollm2, tmp_path):
 
 @pytest.mark.slow
 def test_ppo_with_lora_on_smollm2_raises_the_reward_with_bounded_kl(tmp_path):
+    """The demo's chat preset: LoRA, batch 16, 24 new tokens, 12 steps (about 4 minutes on 2 cores)."""
     rows = run_demo(out=tmp_path, model=SMOLLM2, quiet=True)
     rewards = [round(row["reward"], 2) for row in rows]
     first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
-    assert last > first + 1.0, rewards
-    assert max(row["kl"] for row in rows) < 12.0, [round(row["kl"], 2) for row in rows]
+    assert last > first + 0.5, rewards
+    assert max(row["kl"] for row in rows) < 15.0, [round(row["kl"], 2) for row in rows]
     assert (tmp_path / "trainer").is_dir() and (tmp_path / "metrics.jsonl").is_file()

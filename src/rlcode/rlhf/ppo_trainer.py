@@ -177,9 +177,7 @@ class PPOTrainer:
         self.kl_ctl = controller
 
     def _dataloader(self, dataset: Any, data_collator: Callable[[list[Any]], Any] | None) -> Any:
-        if dataset is None:
-            warnings.warn("No dataset is provided. Make sure to set config.batch_size to the correct value before "
-                          "training (TRL's warning); PPOTrainer.dataloader is None.", UserWarning, stacklevel=3)
+        if dataset is None:  # the imperative loop: no warning (TRL 0.11 warns), step() checks each batch's size
             return None
         return prepare_dataloader(dataset, data_collator, self.config.batch_size, self.config.remove_unused_columns,
                                   self.model.forward, self.config.seed)
