@@ -71,3 +71,57 @@ def test_a_trl_layout_model_resumes_exactly_as_its_own_class(tmp_path):
     assert all(np.array_equal(np.asarray(v), np.asarray(got[k])) for k, v in expected.items() if "time/" not in k)
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def _same_steps(expected, got):
+    import numpy as np
+
+    for key, value in expected.items():
+        if not key.startswith("time/"):
+            assert np.array_equal(np.asarray(value), np.asarray(got[key]), equal_nan=True), key
+
+
+def test_a_learning_rate_schedule_resumes_where_it_stopped(tmp_path):
+    """TRL's lr_scheduler (stepped once per step()): load() restores its counters into the one passed in."""
+    import pytest
+
+    batches = [make_batch(4, seed=s) for s in (1, 2, 3)]
+
+    def built(model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+
+    model = make_model()
+    optimizer, scheduler = built(model)
+    trainer = PPOTrainer(config(), model, optimizer=optimizer, lr_scheduler=scheduler)
+    trainer.step(*batches[0])
+    trainer.step(*batches[1])
+    trainer.save(tmp_path / "run")
+    expected = trainer.step(*batches[2])
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        PPOTrainer.load(tmp_path / "run")
+    model = make_model(seed=5)
+    optimizer, scheduler = built(model)
+    resumed = PPOTrainer.load(tmp_path / "run", model=model, optimizer=optimizer, lr_scheduler=scheduler)
+    assert scheduler.last_epoch == 2 and optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 3)
+    got = resumed.step(*batches[2])
+    _same_steps(expected, got)
+    assert expected["ppo/learning_rate"] == got["ppo/learning_rate"] == pytest.approx(1e-3 / 3)
+    for a, b in zip(trainer.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_reference_sharing_bottom_layers_resumes_exactly_and_still_shares(tmp_path):
+    batches = [make_batch(4, seed=s) for s in (1, 2, 3)]
+    trainer = PPOTrainer(config(), make_model(), num_shared_layers=1)
+    trainer.step(*batches[0])
+    trainer.save(tmp_path / "run")
+    expected = trainer.step(*batches[1])
+    resumed = PPOTrainer.load(tmp_path / "run")
+    shared = resumed.model.pretrained_model.transformer.h[0].attn.c_attn.weight
+    assert shared is resumed.ref_model.pretrained_model.transformer.h[0].attn.c_attn.weight
+    assert resumed.model.pretrained_model.transformer.h[1].attn.c_attn.weight is not \
+        resumed.ref_model.pretrained_model.transformer.h[1].attn.c_attn.weight
+    _same_steps(expected, resumed.step(*batches[1]))
+    for a, b in zip(trainer.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)

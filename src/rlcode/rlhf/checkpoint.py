@@ -7,6 +7,7 @@ running score moments, the step counter and the python/numpy/torch RNG states.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
             "attn_implementation": getattr(model.config, "_attn_implementation", None),
             # a PEFT policy: its adapters' configs, from which load() rebuilds the same PeftModel
             "peft": adapter_configs(model.pretrained_model) if model.is_peft_model else None,
+            # a reference sharing the policy's bottom layers is rebuilt sharing them again
+            "num_shared_layers": getattr(trainer, "num_shared_layers", None),
         },
         tensors={
             # nn.Module's layout (keys under pretrained_model.) for either class, whatever its state_dict() gives
@@ -71,6 +74,7 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
             "score_moments": trainer.score_moments.state_dict(),
             "optimizer": optimizer_meta,
             "rng": rng_json,
+            "lr_scheduler": _scheduler_state(trainer.lr_scheduler),
         },
     )
     if not is_main_process():
@@ -78,6 +82,22 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
 
         return checkpoint_path(directory)
     return save_checkpoint(directory, checkpoint)
+
+
+def _scheduler_state(scheduler: Any) -> dict[str, Any] | None:
+    """A learning-rate scheduler's state as JSON (schedulers hold numbers; a closure-based one, such as
+    LambdaLR's functions, is rebuilt by the caller and only its counters are restored)."""
+    if scheduler is None:
+        return None
+    state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    try:
+        json.dumps(state)
+    except TypeError as error:
+        raise ValueError(
+            f"save(): the state of {type(scheduler).__name__} is not plain numbers ({error}); use a torch.optim "
+            "scheduler whose state_dict() holds numbers, or save without lr_scheduler."
+        ) from None
+    return state
 
 
 def _model_from_config(data: dict[str, Any], dropout: float, attention: str | None, class_name: str = "",
@@ -99,7 +119,8 @@ def _model_from_config(data: dict[str, Any], dropout: float, attention: str | No
 
 
 def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
-                 tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> Any:
+                 tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None,
+                 lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Any:
     """Rebuild the trainer, then restore weights, optimizer, controller, moments and RNG states.
 
     A PEFT checkpoint (no reference weights: the reference is the policy with its adapters disabled) is
@@ -124,15 +145,31 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
             f"to load() is {'a PeftModel' if model.is_peft_model else 'not a PeftModel'}; pass the same kind of "
             "model, or model=None to rebuild it from the checkpoint."
         )
+    scheduler_state = checkpoint.state.get("lr_scheduler")
+    if scheduler_state is not None and lr_scheduler is None:
+        raise ValueError(
+            f"{directory} was saved with a learning-rate scheduler; pass load(..., optimizer=..., lr_scheduler=...) "
+            "with a scheduler built on that optimizer, so the schedule resumes where it stopped."
+        )
     nn.Module.load_state_dict(model, checkpoint.tensors["model"])
-    if "ref_model" in checkpoint.tensors:
-        if ref_model is None:
-            ref_model = _model_from_config(checkpoint.config["model"], dropout, attention)
-        if not isinstance(ref_model, CausalLMWithValueHead):
-            ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
-        nn.Module.load_state_dict(ref_model, checkpoint.tensors["ref_model"])
-        ref_model.to(model.device)
-    trainer = cls(config, model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer)
+    shared = checkpoint.config.get("num_shared_layers")
+    if "ref_model" in checkpoint.tensors and ref_model is None and shared is not None:
+        # the reference shares the policy's bottom layers again; its own upper layers load below
+        trainer = cls(config, model, tokenizer=tokenizer, optimizer=optimizer, num_shared_layers=shared,
+                      lr_scheduler=lr_scheduler)
+        nn.Module.load_state_dict(trainer.ref_model, checkpoint.tensors["ref_model"])
+    else:
+        if "ref_model" in checkpoint.tensors:
+            if ref_model is None:
+                ref_model = _model_from_config(checkpoint.config["model"], dropout, attention)
+            if not isinstance(ref_model, CausalLMWithValueHead):
+                ref_model = CausalLMWithValueHead(ref_model, summary_dropout_prob=dropout)
+            nn.Module.load_state_dict(ref_model, checkpoint.tensors["ref_model"])
+            ref_model.to(model.device)
+        trainer = cls(config, model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer,
+                      lr_scheduler=lr_scheduler)
+    if lr_scheduler is not None and scheduler_state is not None:
+        lr_scheduler.load_state_dict({**lr_scheduler.state_dict(), **scheduler_state})
     # load_state_dict moves each state tensor to its parameter's device (and keeps Adam's step as it wants)
     optimizer_from_checkpoint(trainer.optimizer, checkpoint.tensors.get("optimizer", {}), checkpoint.state["optimizer"])
     trainer.kl_controller.load_state_dict(checkpoint.state["kl_controller"])

@@ -141,6 +141,8 @@ class PPOTrainer:
         self.dataset = dataset
         self.dataloader = self._dataloader(dataset, data_collator)  # checks the rows before any copy is made
         self.ref_model = self._reference(ref_model, num_shared_layers)
+        # kept for save()/load(): a resumed reference shares the same bottom layers again
+        self.num_shared_layers = num_shared_layers if ref_model is None and self.ref_model is not None else None
         self.model.eval()  # dropout off: generation and every forward of step() (see training_forwards)
         if config.gradient_checkpointing:
             enable = getattr(self.model, "gradient_checkpointing_enable", None)
@@ -473,11 +475,14 @@ class PPOTrainer:
 
     @classmethod
     def load(cls, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
-             tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> PPOTrainer:
-        """Rebuild a trainer saved with ``save``; the model is rebuilt from its config when not given."""
+             tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None,
+             lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> PPOTrainer:
+        """Rebuild a trainer saved with ``save``; the model is rebuilt from its config when not given. A run
+        with a learning-rate scheduler passes the optimizer and a scheduler built on it, whose state is restored."""
         from rlcode.rlhf.checkpoint import load_trainer
 
-        return load_trainer(cls, directory, model=model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer)
+        return load_trainer(cls, directory, model=model, ref_model=ref_model, tokenizer=tokenizer, optimizer=optimizer,
+                            lr_scheduler=lr_scheduler)
 
     # ------------------------------------------------------------------------------------------
     def _special_tokens(self, tokenizer: Any) -> tuple[int, int | None]:
