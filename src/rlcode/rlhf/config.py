@@ -114,6 +114,10 @@ class PPOConfig:
     fused_activations: bool = doc_field(
         True, "step() runs the model's Python tanh-GELU (GPT-2's gelu_new) as one fused kernel (equal to float rounding)"
     )
+    onednn_linear: bool = doc_field(
+        True, "step() and generate() run the model's linear layers through oneDNN's float32 matmul on CPU "
+        "(2-3x MKL's speed on AMD Zen 5; equal to float rounding; see rlcode.rlhf.fast.onednn)"
+    )
     cpu_heap_cache: bool = doc_field(
         False, "opt-in speed setting: on a CPU under glibc, keep freed memory in the heap so that each minibatch's "
         "large temporaries do not page-fault afresh. It sets glibc's malloc thresholds (mallopt) for the whole "

@@ -37,6 +37,7 @@ from rlcode.rlhf.distributed import (
 )
 from rlcode.rlhf.fast.allocator import keep_freed_memory
 from rlcode.rlhf.fast.fused import fused_activations
+from rlcode.rlhf.fast.onednn import onednn_linears
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_rewards
 from rlcode.rlhf.sequences import ResponseBatch, ResponseOutputs, response_forward, scatter_tokens
@@ -232,7 +233,7 @@ class PPOTrainer:
         activations = fused_activations(*models) if self.config.fused_activations else nullcontext()
         try:
             # dropout off in every forward, so the first ratio is exactly 1 (see training_forwards)
-            with activations, self.model.training_forwards():
+            with activations, self._fast_linears(), self.model.training_forwards():
                 stats = self._step(batch, scores_used)
         except TrainingDiverged:
             self.score_moments = moments
@@ -410,13 +411,18 @@ class PPOTrainer:
 
         if isinstance(query_tensor, torch.Tensor) and length_sampler is not None:
             generation_kwargs["max_new_tokens"] = length_sampler()  # one draw, shared with the reference (TRL)
-        responses = run(self.model)
-        if not generate_ref_response:
-            return responses
-        if self.ref_model is not None:
-            return responses, run(self.ref_model)
-        with self.model.adapters_disabled():
-            return responses, run(self.model)
+        with self._fast_linears():
+            responses = run(self.model)
+            if not generate_ref_response:
+                return responses
+            if self.ref_model is not None:
+                return responses, run(self.ref_model)
+            with self.model.adapters_disabled():
+                return responses, run(self.model)
+
+    def _fast_linears(self) -> Any:
+        """The models' linear layers through oneDNN on CPU (``PPOConfig.onednn_linear``; rlcode.rlhf.fast.onednn)."""
+        return onednn_linears(self.model, self.ref_model) if self.config.onednn_linear else nullcontext()
 
     # TRL 0.11's phases, with its signatures and [B, T-1] shapes (rlcode.rlhf.phases) ----------------
     def prepare_model_inputs(self, queries: list[torch.Tensor], responses: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlcode.rlhf.fast.onednn import raw_linear
+
 
 class _Slot:
     """Hands the head's weight gradient to the lookup's backward (which runs after it)."""
@@ -46,13 +48,13 @@ class _TiedHead(torch.autograd.Function):
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, slot: _Slot) -> torch.Tensor:
         ctx.save_for_backward(hidden, weight)
         ctx.slot = slot
-        return nn.functional.linear(hidden, weight)  # [N, V]
+        return raw_linear(hidden, weight)  # [N, V]
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         hidden, weight = ctx.saved_tensors
-        ctx.slot.gradient = grad_output.t().mm(hidden)  # [V, d], as nn.Linear's backward computes it
-        return (grad_output.mm(weight) if ctx.needs_input_grad[0] else None), None, None
+        ctx.slot.gradient = raw_linear(grad_output.t(), hidden.t())  # [V, d] = grad^T hidden, as nn.Linear's backward
+        return (raw_linear(grad_output, weight.t()) if ctx.needs_input_grad[0] else None), None, None
 
 
 def tied_lookup_and_head(weight: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor],
