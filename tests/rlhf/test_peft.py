@@ -11,7 +11,7 @@ import torch
 from rlcode.rlhf import PPOConfig, PPOTrainer
 from rlcode.rlhf.value_head import AutoModelForCausalLMWithValueHead, CausalLMWithValueHead
 
-from .conftest import make_batch
+from .conftest import assert_same_step, make_batch
 from .test_model_families import FAMILIES, LORA_TARGETS, recorded_updates
 
 peft = pytest.importorskip("peft")
@@ -152,12 +152,7 @@ def test_a_peft_trainer_resumes_exactly(tmp_path, rebuild):
     resumed = PPOTrainer.load(tmp_path / "run", model=given)
     assert resumed.ref_model is None and resumed.model.is_peft_model
     assert type(resumed.model) is (AutoModelForCausalLMWithValueHead if rebuild else CausalLMWithValueHead)
-    got = resumed.step(*batches[2])
-    for key, value in expected.items():
-        if not key.startswith("time/"):
-            assert np.array_equal(np.asarray(value), np.asarray(got[key]), equal_nan=True), key
-    for (name, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_step(expected, resumed.step(*batches[2]), trainer.model, resumed.model)
 
 
 def test_loading_a_peft_checkpoint_into_a_plain_model_is_refused(tmp_path):
