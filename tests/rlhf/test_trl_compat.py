@@ -50,15 +50,15 @@ def test_masked_statistics_match_a_loop_over_the_kept_values():
     assert masked_whiten(values, mask, shift_mean=False)[1, 0] == pytest.approx(whitened[1, 0] + mean)
 
 
-@pytest.mark.parametrize("shared", [0, 1])
-def test_shared_reference_layers_are_the_policys_own_frozen_tensors(shared):
+@pytest.mark.parametrize("layers", [0, 1])
+def test_shared_reference_layers_are_the_policys_own_frozen_tensors(layers):
     policy = make_model()
-    reference = create_reference_model(policy, num_shared_layers=shared)
+    reference = create_reference_model(policy, num_shared_layers=layers)
     ref_params = dict(reference.named_parameters(remove_duplicate=False))
     names = [n for n, _ in policy.named_parameters()]
-    first_unshared = next(i for i, n in enumerate(names) if f"transformer.h.{shared}." in n)
+    first_unshared = next(i for i, n in enumerate(names) if f"transformer.h.{layers}." in n)
     for index, (name, parameter) in enumerate(policy.named_parameters()):
-        if index < first_unshared:  # embeddings and layers below `shared`: one tensor, frozen in both
+        if index < first_unshared:  # embeddings and layers below `layers`: one tensor, frozen in both
             assert ref_params[name] is parameter and not parameter.requires_grad, name
         else:
             assert ref_params[name] is not parameter and parameter.requires_grad, name
