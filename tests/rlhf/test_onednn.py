@@ -45,7 +45,16 @@ def test_outside_a_block_it_is_plain_f_linear():
     assert torch.equal(linear(x.double(), weight.double()), nn.functional.linear(x.double(), weight.double()))
 
 
-def test_the_block_switches_linear_and_conv1d_layers_and_restores_them():
+def test_small_layers_stay_on_f_linear():
+    model = make_model().eval()  # every weight of this tiny GPT-2 is below MIN_WEIGHT_ELEMENTS
+    with onednn_linears(model) as switched:
+        assert switched == 0
+
+
+def test_the_block_switches_linear_and_conv1d_layers_and_restores_them(monkeypatch):
+    from rlcode.rlhf.fast import onednn
+
+    monkeypatch.setattr(onednn, "MIN_WEIGHT_ELEMENTS", 0)
     model = make_model().eval()  # GPT-2: Conv1D projections, a Linear LM head, a Linear value head
     ids = torch.arange(12).reshape(2, 6) % model.vocab_size
     with torch.no_grad():
@@ -59,7 +68,10 @@ def test_the_block_switches_linear_and_conv1d_layers_and_restores_them():
     torch.testing.assert_close(values, expected_values, rtol=1e-5, atol=1e-5)
 
 
-def test_a_step_with_onednn_equals_one_without_to_float_rounding():
+def test_a_step_with_onednn_equals_one_without_to_float_rounding(monkeypatch):
+    from rlcode.rlhf.fast import onednn
+
+    monkeypatch.setattr(onednn, "MIN_WEIGHT_ELEMENTS", 0)
     batch = make_batch(4, seed=2)
     results = []
     for onednn in (True, False):

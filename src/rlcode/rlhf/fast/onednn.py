@@ -7,7 +7,8 @@ on, that is 2.2-2.3x MKL's throughput for the shapes of a small LM's training st
 for [256, 576] x [576, 1536] on 2 cores) and 2-3x for generation's thin products (a [8, 576] x
 [576, 49152] LM head: 4.3 vs 12.6 ms), where MKL does not reach the machine's bandwidth.
 
-Within ``onednn_linears(*models)``, every plain ``nn.Linear`` and GPT-2 ``Conv1D`` of the models runs
+Within ``onednn_linears(*models)``, every plain ``nn.Linear`` and GPT-2 ``Conv1D`` of the models with at
+least ``MIN_WEIGHT_ELEMENTS`` weights runs
 ``linear`` below: forward through oneDNN, and, with gradients, a backward whose two products
 (input gradient, weight gradient) go through oneDNN too. The tied LM head of ``fast.tied`` calls
 ``raw_linear`` for the same reason. Outside the block the modules are untouched.
@@ -29,6 +30,9 @@ import torch
 from torch import nn
 
 _active = 0  # nesting depth of onednn_linears blocks
+# Layers with fewer weights stay on F.linear: oneDNN's fixed cost per call (~14 us against MKL's ~5 us here)
+# outweighs its faster kernel for small products, such as LoRA's rank-16 factors or a d=128 GPT-2's layers.
+MIN_WEIGHT_ELEMENTS = 1 << 17
 
 
 @functools.cache
@@ -129,6 +133,9 @@ def onednn_linears(*models: nn.Module | None) -> Iterator[int]:
                 for module in (model.modules() if model is not None else ()):
                     if "forward" in module.__dict__:
                         continue  # already switched (a module shared by two models) or patched by someone else
+                    weight = getattr(module, "weight", None)
+                    if not isinstance(weight, torch.Tensor) or weight.numel() < MIN_WEIGHT_ELEMENTS:
+                        continue
                     if type(module) is nn.Linear:
                         module.forward = functools.partial(_linear_forward, module)  # type: ignore[method-assign]
                     elif conv1d is not None and type(module) is conv1d:
