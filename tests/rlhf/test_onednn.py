@@ -74,8 +74,8 @@ def test_a_step_with_onednn_equals_one_without_to_float_rounding(monkeypatch):
     monkeypatch.setattr(onednn, "MIN_WEIGHT_ELEMENTS", 0)
     batch = make_batch(4, seed=2)
     results = []
-    for onednn in (True, False):
-        trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2, learning_rate=1e-3, onednn_linear=onednn),
+    for use_onednn in (True, False):
+        trainer = PPOTrainer(PPOConfig(batch_size=4, mini_batch_size=2, learning_rate=1e-3, onednn_linear=use_onednn),
                              make_model())
         stats = trainer.step(*batch)
         assert float(stats["ppo/policy/ratio"].max()) >= 1.0  # sanity: statistics came back
