@@ -11,8 +11,8 @@ import copy
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from rlcode.rlhf.distributed import (
 )
 from rlcode.rlhf.fast.allocator import keep_freed_memory
 from rlcode.rlhf.fast.fused import fused_activations
+from rlcode.rlhf.fast.lora import lean_lora_layers
 from rlcode.rlhf.fast.onednn import onednn_linears
 from rlcode.rlhf.kl import AdaptiveKLController, FixedKLController, kl_penalty
 from rlcode.rlhf.rewards import RunningMoments, processed_scores, token_rewards
@@ -420,9 +421,13 @@ class PPOTrainer:
             with self.model.adapters_disabled():
                 return responses, run(self.model)
 
-    def _fast_linears(self) -> Any:
-        """The models' linear layers through oneDNN on CPU (``PPOConfig.onednn_linear``; rlcode.rlhf.fast.onednn)."""
-        return onednn_linears(self.model, self.ref_model) if self.config.onednn_linear else nullcontext()
+    @contextmanager
+    def _fast_linears(self) -> Iterator[None]:
+        """The models' linear layers through oneDNN on CPU (``PPOConfig.onednn_linear``; rlcode.rlhf.fast.onednn),
+        and plain LoRA layers without peft's per-call bookkeeping (bit-identical; rlcode.rlhf.fast.lora)."""
+        models = (self.model, self.ref_model)
+        with onednn_linears(*models) if self.config.onednn_linear else nullcontext(), lean_lora_layers(*models):
+            yield
 
     # TRL 0.11's phases, with its signatures and [B, T-1] shapes (rlcode.rlhf.phases) ----------------
     def prepare_model_inputs(self, queries: list[torch.Tensor], responses: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -31,8 +31,8 @@ from torch import nn
 
 _active = 0  # nesting depth of onednn_linears blocks
 # Layers with fewer weights stay on F.linear: oneDNN's fixed cost per call (~14 us against MKL's ~5 us here)
-# outweighs its faster kernel for small products, such as LoRA's rank-16 factors or a d=128 GPT-2's layers.
-MIN_WEIGHT_ELEMENTS = 1 << 17
+# outweighs its faster kernel for small products, such as LoRA's rank-16 factors or a d=128 GPT-2's attention.
+MIN_WEIGHT_ELEMENTS = 1 << 16
 
 
 @functools.cache
