@@ -59,11 +59,18 @@ def test_step_returns_trl_keys_and_first_minibatch_ratio_is_one(monkeypatch):
 
 # On an AMD EPYC (Zen 5) with no_grad_batch_size=8 (one whole-batch no-grad forward) the first two cases
 # fail: the BLAS picks other kernels for other shapes, and the ratios come out as 1 +- a few ulps.
+@pytest.mark.parametrize("onednn_from", [None, 0])
 @pytest.mark.parametrize("settings", [dict(mini_batch_size=4), dict(gradient_accumulation_steps=2),
                                       dict(mini_batch_size=1, batch_size=4)])
-def test_every_ratio_before_the_first_optimizer_step_is_exactly_one(monkeypatch, settings):
+def test_every_ratio_before_the_first_optimizer_step_is_exactly_one(monkeypatch, settings, onednn_from):
     """By construction, not by luck of the CPU: the no-grad forward computes each of epoch 0's minibatches
-    with the shapes the training forward uses, so every ratio before the first optimizer step is 1.0."""
+    with the shapes the training forward uses, so every ratio before the first optimizer step is 1.0. With
+    ``onednn_from=0`` every linear layer and the tied head run through oneDNN (the tiny model is below the
+    default threshold), which must not change that."""
+    if onednn_from is not None:
+        from rlcode.rlhf.fast import onednn
+
+        monkeypatch.setattr(onednn, "MIN_WEIGHT_ELEMENTS", onednn_from)
     updates = capture_updates(monkeypatch)
     trainer = trainer_for(**settings)
     queries, responses, scores = make_batch(trainer.config.batch_size)

@@ -61,8 +61,10 @@ def _applies(*tensors: torch.Tensor | None) -> bool:
 
 
 def raw_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight.T + bias`` with no autograd: oneDNN inside an ``onednn_linears`` block, else ``F.linear``."""
-    if _applies(x, weight, bias):
+    """``x @ weight.T + bias`` with no autograd: oneDNN inside an ``onednn_linears`` block for a weight of at least
+    ``MIN_WEIGHT_ELEMENTS`` (the rule the switched modules follow, so a tied head computes its logits with the
+    same kernel as the untied module does in the no-grad pass), else ``F.linear``."""
+    if weight.numel() >= MIN_WEIGHT_ELEMENTS and _applies(x, weight, bias):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return nn.functional.linear(x, weight, bias)
 
