@@ -23,6 +23,7 @@ def require_lm() -> ModuleType:
 _WHERE = {
     "PPOConfig": "config",
     "generate_responses": "generation",
+    "group_advantages": "group_advantages",
     "AdaptiveKLController": "kl", "FixedKLController": "kl", "kl_penalty": "kl",
     "PPOTrainer": "ppo_trainer", "set_seed": "ppo_trainer",
     "RunningMoments": "rewards", "processed_scores": "rewards", "token_advantages": "rewards",
