@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rlcode.rlhf.group_losses import group_policy_loss
+from rlcode.rlhf.group_losses import group_policy_loss, rloo_policy_loss
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 LEVELS = ("token", "sequence")
@@ -182,3 +182,27 @@ def test_bad_input_raises(change, match):
     arguments = dict(log_probs=log_probs, old_log_probs=old, advantages=advantages, mask=mask) | change
     with pytest.raises(ValueError, match=match):
         group_policy_loss(**arguments)
+
+
+@pytest.mark.parametrize("eps_high", [None, 0.28])
+def test_rloo_loss_matches_loop(eps_high):
+    log_probs, old, advantages, mask, _ = _batch(seed=1, spread=0.2)
+    loss, stats = rloo_policy_loss(log_probs, old, advantages, mask, epsilon_high=eps_high)
+    high_eps = 0.2 if eps_high is None else eps_high
+    losses, low, high = [], 0, 0
+    for i in range(B):
+        weight = math.exp(sum(log_probs[i, t].item() - old[i, t].item() for t in range(LENGTHS[i])))
+        a = advantages[i].item()
+        losses.append(-min(weight * a, min(max(weight, 0.8), 1 + high_eps) * a))
+        low += weight < 0.8 and a < 0
+        high += weight > 1 + high_eps and a > 0
+    assert loss.item() == pytest.approx(sum(losses) / B, rel=1e-12)
+    assert (stats["clip_ratio/low_mean"], stats["clip_ratio/high_mean"]) == pytest.approx((low / B, high / B))
+    assert low + high > 0  # the batch exercises the clip
+
+
+def test_rloo_on_policy_gradient_sums_each_sequence():
+    _, old, advantages, mask, _ = _batch()
+    log_probs = old.clone().requires_grad_(True)
+    rloo_policy_loss(log_probs, old, advantages, mask)[0].backward()
+    torch.testing.assert_close(log_probs.grad, -advantages[:, None] * mask / B, rtol=1e-12, atol=1e-15)

@@ -24,6 +24,7 @@ _WHERE = {
     "PPOConfig": "config",
     "generate_responses": "generation",
     "group_advantages": "group_advantages", "group_policy_loss": "group_losses",
+    "rloo_policy_loss": "group_losses",
     "exact_kl": "kl_estimators", "kl_estimate": "kl_estimators",
     "AdaptiveKLController": "kl", "FixedKLController": "kl", "kl_penalty": "kl",
     "PPOTrainer": "ppo_trainer", "set_seed": "ppo_trainer",

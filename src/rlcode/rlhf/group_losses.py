@@ -25,6 +25,10 @@ TRL's "dapo" normaliser is the generation batch's response tokens summed over al
 num_processes × gradient_accumulation_steps ÷ steps_per_generation; in one process with one optimizer
 step per generation batch it is this batch's token count, i.e. "bnpo". TRL also divides the other
 three by gradient_accumulation_steps; the loss here is per batch, so the caller does that.
+
+``rloo_policy_loss`` is TRL 1.16's ``RLOOTrainer.compute_loss``: one weight per sequence from the
+*summed* log-ratio (the ratio of sequence probabilities, not GSPO's geometric mean), clipped, and
+the mean over sequences; its KL penalty lives in the reward (β·Σ_t k1), not in the loss.
 """
 
 from __future__ import annotations
@@ -84,6 +88,27 @@ def group_policy_loss(
         "policy_loss": float(loss.detach()),
     }
     return loss, stats
+
+
+def rloo_policy_loss(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+    epsilon_low: float = 0.2, epsilon_high: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """(loss, stats): −min(w·A, clip(w, 1 − ε_low, 1 + ε_high)·A) averaged over sequences, with
+    w = exp(Σ_t mask·(log π − log π_old)) per sequence."""
+    _check(log_probs, old_log_probs, advantages, mask, "grpo", "sequence", epsilon_low, epsilon_high, None,
+           None, 0.0, None)
+    epsilon_high = epsilon_low if epsilon_high is None else epsilon_high
+    mask = mask.to(log_probs.dtype)
+    weights = torch.exp(((log_probs - old_log_probs) * mask).sum(-1))     # [B]
+    clipped = torch.clamp(weights, 1 - epsilon_low, 1 + epsilon_high)
+    loss = -torch.min(weights * advantages, clipped * advantages).mean()
+    low = ((weights < 1 - epsilon_low) & (advantages < 0)).to(log_probs.dtype)
+    high = ((weights > 1 + epsilon_high) & (advantages > 0)).to(log_probs.dtype)
+    return loss, {
+        "clip_ratio/low_mean": float(low.mean()), "clip_ratio/high_mean": float(high.mean()),
+        "clip_ratio/region_mean": float(torch.maximum(low, high).mean()), "policy_loss": float(loss.detach()),
+    }
 
 
 def _aggregate(token_loss, mask, loss_type, max_completion_length, num_items_in_batch) -> torch.Tensor:
