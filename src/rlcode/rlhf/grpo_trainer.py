@@ -1,0 +1,268 @@
+"""GRPOTrainer: GRPO and RLOO for causal LMs, with a ``step(queries, responses, scores)`` like PPOTrainer's.
+
+No value model: each prompt's G completions form a group whose scores give the advantages
+(``group_advantages``); the loss is ``group_policy_loss`` (GRPO family) or ``rloo_policy_loss``,
+following TRL 1.16. ``step`` reads as its phases: checks, no-grad forwards, advantages, updates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlcode.errors import TrainingDiverged
+from rlcode.rlhf.fast.fused import fused_activations
+from rlcode.rlhf.fast.lora import lean_lora_layers
+from rlcode.rlhf.fast.onednn import onednn_linears
+from rlcode.rlhf.group_advantages import group_advantages
+from rlcode.rlhf.group_losses import _aggregate, group_policy_loss, rloo_policy_loss
+from rlcode.rlhf.grpo_config import GRPOConfig
+from rlcode.rlhf.kl_estimators import kl_estimate
+from rlcode.rlhf.ppo_trainer import _as_value_model, _max_positions, default_optimizer, set_seed
+from rlcode.rlhf.sequences import ResponseBatch, response_forward, scatter_tokens
+from rlcode.rlhf.trl_compat import create_reference_model
+from rlcode.rlhf.validation import checked_inputs
+from rlcode.rlhf.value_head import CausalLMWithValueHead
+
+
+class GRPOTrainer:
+    """Group-relative policy optimisation (``config.algorithm`` "grpo" or "rloo") with TRL 1.16's maths.
+
+    ``model`` is a CausalLMWithValueHead or a plain transformers causal LM (wrapped; the value head is
+    never used or trained). The reference is None when ``beta == 0`` (nothing is copied), else
+    ``ref_model``, the policy with its adapters disabled (PEFT), or a frozen copy of the policy.
+    """
+
+    def __init__(self, config: GRPOConfig, model: nn.Module, ref_model: nn.Module | None = None,
+                 tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+        if not isinstance(config, GRPOConfig):
+            raise TypeError(f"config must be a rlcode.rlhf.GRPOConfig, got {type(config).__name__}.")
+        self.config = config
+        set_seed(config.seed)
+        self.model = _as_value_model(model)
+        self.model.eval()  # dropout off in generation and in every forward of step()
+        self.ref_model = self._reference(ref_model)
+        self.tokenizer = tokenizer
+        self.pad_token_id, self.eos_token_id = _special_tokens(self.model, tokenizer)
+        # right padding is never attended to; any in-vocabulary id will do
+        self._padding_id = self.pad_token_id if 0 <= self.pad_token_id < self.model.vocab_size else 0
+        self.parameters = [p for p in self.model.pretrained_model.parameters() if p.requires_grad]
+        self.optimizer = optimizer or default_optimizer(self.parameters, config.learning_rate)
+        self.first_ratios: torch.Tensor | None = None  # the last step's first-minibatch weights, for checks
+        self.current_step = 0
+
+    def _reference(self, ref_model: nn.Module | None) -> CausalLMWithValueHead | None:
+        if self.config.beta == 0.0:
+            if ref_model is not None:
+                warnings.warn("ref_model is ignored with beta=0 (no KL term).", UserWarning, stacklevel=3)
+            return None
+        if ref_model is not None:
+            reference = _as_value_model(ref_model)
+            reference.eval()
+            reference.requires_grad_(False)
+            return reference
+        if self.model.is_peft_model:
+            return None  # the policy with its adapters disabled
+        return _as_value_model(create_reference_model(self.model))
+
+    def generate(self, queries: list[torch.Tensor], num_generations: int | None = None,
+                 batch_size: int | None = None, **generation_kwargs: Any) -> list[torch.Tensor]:
+        """P queries -> P·G responses (prompt not included), query-major: q0's G, then q1's G, ...
+
+        Sampling defaults to the policy's own distribution (do_sample=True, top_k=0), as GRPO's ratio
+        assumes; each response is cut after its first eos (kept). ``num_generations`` overrides G here
+        only (``step`` always groups by ``config.num_generations``).
+        """
+        from rlcode.rlhf.generation import check_queries, generate_responses
+
+        size = self.config.num_generations if num_generations is None else num_generations
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"num_generations must be a whole number >= 1, got {size!r}.")
+        repeated = [query for query in check_queries(queries) for _ in range(size)]
+        pad = generation_kwargs.pop("pad_token_id", self._padding_id)
+        eos = generation_kwargs.pop("eos_token_id", self.eos_token_id)
+        generation_kwargs.setdefault("do_sample", True)
+        generation_kwargs.setdefault("top_k", 0)
+        with self._fast_linears():
+            return generate_responses(self.model, repeated, pad, eos, batch_size, False, None, True,
+                                      **generation_kwargs)
+
+    def step(self, queries: list[torch.Tensor], responses: list[torch.Tensor],
+             scores: list[float] | list[torch.Tensor] | torch.Tensor) -> dict[str, float]:
+        """One generation batch: P·G responses with their scores, G = ``config.num_generations`` per prompt.
+
+        ``queries`` is the P prompts or the P·G repeated list (equal within each group). Everything is
+        checked before any weight changes. Returns TRL 1.16-like statistics ("kl" only when beta > 0).
+        """
+        start = time.time()
+        queries, responses, score_tensor = self._checked(queries, responses, scores)
+        batch = ResponseBatch.pad(queries, responses, None, self._padding_id, self.model.device)
+        models = [m for m in (self.model, self.ref_model) if m is not None]
+        activations = fused_activations(*models) if self.config.fused_activations else nullcontext()
+        with activations, self._fast_linears(), self.model.training_forwards():
+            stats = self._step(batch, score_tensor)
+        self.current_step += 1
+        stats["time/total"] = time.time() - start
+        return stats
+
+    def _checked(self, queries: Any, responses: Any, scores: Any) -> tuple[list[torch.Tensor], list[torch.Tensor],
+                                                                         torch.Tensor]:
+        size = self.config.num_generations
+        if not isinstance(responses, (list, tuple)) or not responses or len(responses) % size:
+            got = len(responses) if isinstance(responses, (list, tuple)) else type(responses).__name__
+            raise ValueError(f"step() needs a list of P·G responses with G = num_generations = {size}, got {got}.")
+        total = len(responses)
+        if not isinstance(queries, (list, tuple)) or len(queries) not in (total // size, total):
+            got = len(queries) if isinstance(queries, (list, tuple)) else type(queries).__name__
+            raise ValueError(f"step() got {got} queries for {total} responses; pass the P = {total // size} "
+                             f"prompts or the {total} repeated ones (G = {size} per prompt).")
+        if len(queries) != total:
+            queries = [query for query in queries for _ in range(size)]
+        if not isinstance(scores, (list, tuple, torch.Tensor)) or len(scores) != total:
+            got = len(scores) if isinstance(scores, (list, tuple, torch.Tensor)) else type(scores).__name__
+            raise ValueError(f"step() got {got} scores for {total} responses; pass one score per response.")
+        queries, responses, score_tensor, _ = checked_inputs(
+            queries, responses, scores, None, total, self.model.vocab_size, self.model.device,
+            max_positions=_max_positions(self.model))
+        for first in range(0, total, size):
+            if any(not torch.equal(queries[first], queries[i]) for i in range(first + 1, first + size)):
+                raise ValueError(f"queries[{first}:{first + size}] differ; the G = {size} responses of a group "
+                                 "must answer the same prompt (query-major order, as generate() returns).")
+        limit = self.config.max_completion_length
+        if limit is not None and max(len(r) for r in responses) > limit:
+            raise ValueError(f"a response has {max(len(r) for r in responses)} tokens, more than "
+                             f"GRPOConfig.max_completion_length={limit}.")
+        if self.config.beta > 0 and self.ref_model is None and not self.model.is_peft_model:
+            raise ValueError("beta > 0 needs a reference model, but trainer.ref_model is None; pass ref_model.")
+        return queries, responses, score_tensor
+
+    def _step(self, batch: ResponseBatch, scores: torch.Tensor) -> dict[str, float]:
+        config = self.config
+        rows = config.mini_batch_size or batch.size
+        first_order = np.random.permutation(batch.size)
+        groups = [first_order[i : i + rows] for i in range(0, batch.size, rows)]
+        with torch.no_grad():  # with epoch 0's shapes, so the first ratio is exactly 1
+            old_log_probs = self._log_probs(self.model, batch, groups)            # [B, T-1]
+            ref_log_probs = self._reference_log_probs(batch, groups)              # [B, T-1] or None
+        rewards, stats = scores, {}
+        if config.algorithm == "rloo" and ref_log_probs is not None:  # TRL 1.16's RLOO: KL in the reward
+            sequence_kl = (kl_estimate(old_log_probs, ref_log_probs, config.kl_kind) * batch.mask).sum(-1)   # [B]
+            rewards = scores - config.beta * sequence_kl
+            stats["kl"] = float(sequence_kl.mean())
+        advantages = group_advantages(rewards, config.advantage_estimator, config.scale_rewards,
+                                      config.num_generations)                    # [B]
+        tokens_per_step = float(batch.mask.sum()) * rows / batch.size  # TRL's "dapo" normaliser
+        longest = config.max_completion_length or int(batch.response_lengths.max())
+        logged: list[dict[str, float]] = []
+        for iteration in range(config.num_iterations):
+            order = first_order if iteration == 0 else np.random.permutation(batch.size)
+            for start in range(0, batch.size, rows):
+                index = order[start : start + rows]
+                logged.append(self._minibatch_update(batch, index, old_log_probs, ref_log_probs, advantages,
+                                                     tokens_per_step, longest, first=iteration == 0 and start == 0))
+        grouped = scores.reshape(-1, config.num_generations)                     # [P, G]
+        stats |= {key: float(np.mean([entry[key] for entry in logged])) for key in logged[0]}
+        stats |= {
+            "reward": float(scores.mean()),
+            "reward_std": float(grouped.std(dim=1).mean()) if config.num_generations > 1 else 0.0,
+            "frac_reward_zero_std": float((grouped.std(dim=1) == 0).float().mean()) if config.num_generations > 1
+            else 1.0,
+            "completions/mean_length": float(batch.response_lengths.mean()),
+            "completions/min_length": float(batch.response_lengths.min()),
+            "completions/max_length": float(batch.response_lengths.max()),
+            "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+        }
+        return stats
+
+    def _minibatch_update(self, batch: ResponseBatch, index: np.ndarray, old_log_probs: torch.Tensor,
+                          ref_log_probs: torch.Tensor | None, advantages: torch.Tensor, tokens_per_step: float,
+                          longest: int, first: bool) -> dict[str, float]:
+        """Forward, loss, backward, clipped optimizer step of one minibatch; returns its statistics."""
+        config = self.config
+        rows = batch.rows(index)
+        width = rows.mask.shape[1]
+        where = torch.as_tensor(index, device=rows.mask.device)
+        outputs = response_forward(self.model, rows, values=False, entropy=True)
+        log_probs = scatter_tokens(outputs.log_probs, rows.mask)                 # [b, L-1]
+        old = old_log_probs[where, :width]                                       # [b, L-1]
+        ref = None if ref_log_probs is None else ref_log_probs[where, :width]
+        if first:
+            self.first_ratios = torch.exp(log_probs - old).detach()[rows.mask > 0]
+        if config.algorithm == "rloo":
+            loss, stats = rloo_policy_loss(log_probs, old, advantages[where], rows.mask, epsilon_low=config.epsilon,
+                                           epsilon_high=config.epsilon_high)
+        else:
+            in_loss = config.beta if config.kl_kind == "k3" else 0.0  # group_policy_loss's KL term is k3
+            loss, stats = group_policy_loss(
+                log_probs, old, advantages[where], rows.mask, loss_type=config.loss_type,
+                importance_sampling_level=config.importance_sampling_level, epsilon_low=config.epsilon,
+                epsilon_high=config.epsilon_high, ref_log_probs=ref, beta=in_loss, max_completion_length=longest,
+                num_items_in_batch=tokens_per_step)
+            if ref is not None and in_loss == 0.0:  # k1/k2: the same aggregation, added (the loss is linear in it)
+                token_kl = kl_estimate(log_probs, ref, config.kl_kind)          # [b, L-1]
+                loss = loss + config.beta * _aggregate(token_kl, rows.mask, config.loss_type, longest,
+                                                       tokens_per_step)
+                stats["kl"] = float((token_kl.detach() * rows.mask).sum() / rows.mask.sum())
+        loss.backward()
+        stats["grad_norm"] = self._optimizer_step()
+        stats["loss"] = float(loss.detach())
+        assert outputs.entropy is not None
+        stats["entropy"] = float(outputs.entropy.mean())
+        return stats
+
+    def _optimizer_step(self) -> float:
+        """Clip (every step), step and clear; a non-finite gradient never reaches the weights."""
+        max_norm = math.inf if self.config.max_grad_norm is None else self.config.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, max_norm, foreach=True)
+        if not bool(torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(f"step() stopped: the gradient norm is {float(norm)}; this optimizer step was "
+                                   "not applied. Lower the learning rate or scale the scores down.")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def _log_probs(self, model: CausalLMWithValueHead, batch: ResponseBatch, groups: list[np.ndarray]) -> torch.Tensor:
+        """No-grad log-probs [B, T-1] (0 off the responses), computed group by group with the training shapes."""
+        log_probs = torch.zeros(batch.mask.shape, device=batch.mask.device)     # [B, T-1]
+        for group in groups:
+            rows = batch.rows(group)
+            where = torch.as_tensor(group, device=batch.mask.device)
+            outputs = response_forward(model, rows, values=False)
+            log_probs[where, : rows.mask.shape[1]] = scatter_tokens(outputs.log_probs, rows.mask)
+        return log_probs
+
+    def _reference_log_probs(self, batch: ResponseBatch, groups: list[np.ndarray]) -> torch.Tensor | None:
+        if self.config.beta == 0.0:
+            return None
+        if self.ref_model is not None:
+            return self._log_probs(self.ref_model, batch, groups)
+        with self.model.adapters_disabled():
+            return self._log_probs(self.model, batch, groups)
+
+    @contextmanager
+    def _fast_linears(self) -> Iterator[None]:
+        """oneDNN linear layers on CPU and lean LoRA layers, as in ``PPOTrainer``."""
+        models = (self.model, self.ref_model)
+        with onednn_linears(*models) if self.config.onednn_linear else nullcontext(), lean_lora_layers(*models):
+            yield
+
+
+def _special_tokens(model: CausalLMWithValueHead, tokenizer: Any) -> tuple[int, int | None]:
+    """(pad id, eos id) from the tokenizer, else the generation config, else the model config."""
+    sources: tuple[Any, ...] = (tokenizer, getattr(model.pretrained_model, "generation_config", None), model.config)
+    eos = next((getattr(s, "eos_token_id", None) for s in sources if getattr(s, "eos_token_id", None) is not None), None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    pad = next((getattr(s, "pad_token_id", None) for s in sources if getattr(s, "pad_token_id", None) is not None), None)
+    if pad is None:
+        pad = eos if eos is not None else 0
+    return int(pad), (None if eos is None else int(eos))
