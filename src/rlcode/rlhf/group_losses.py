@@ -77,7 +77,7 @@ def group_policy_loss(
             token_kl = token_kl * weights
         token_loss = token_loss + beta * token_kl
         stats["kl"] = _masked_mean(token_kl, mask)
-    loss = _aggregate(token_loss, mask, loss_type, max_completion_length, num_items_in_batch)
+    loss = aggregate_token_losses(token_loss, mask, loss_type, max_completion_length, num_items_in_batch)
 
     # TRL counts clipping on the delta-capped weights (the same counts whenever delta > 1 + epsilon_high)
     low = ((unclipped < 1 - epsilon_low) & (advantages < 0)).to(log_probs.dtype)
@@ -111,7 +111,7 @@ def rloo_policy_loss(
     }
 
 
-def _aggregate(token_loss, mask, loss_type, max_completion_length, num_items_in_batch) -> torch.Tensor:
+def aggregate_token_losses(token_loss, mask, loss_type, max_completion_length, num_items_in_batch) -> torch.Tensor:
     summed = token_loss * mask                                            # [B, T] (broadcast from [B, 1])
     if loss_type == "grpo":
         return (summed.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()

@@ -23,10 +23,10 @@ from rlcode.rlhf.fast.fused import fused_activations
 from rlcode.rlhf.fast.lora import lean_lora_layers
 from rlcode.rlhf.fast.onednn import onednn_linears
 from rlcode.rlhf.group_advantages import group_advantages
-from rlcode.rlhf.group_losses import _aggregate, group_policy_loss, rloo_policy_loss
+from rlcode.rlhf.group_losses import aggregate_token_losses, group_policy_loss, rloo_policy_loss
 from rlcode.rlhf.grpo_config import GRPOConfig
 from rlcode.rlhf.kl_estimators import kl_estimate
-from rlcode.rlhf.ppo_trainer import _as_value_model, _max_positions, default_optimizer, set_seed
+from rlcode.rlhf.ppo_trainer import as_value_model, default_optimizer, max_positions, set_seed
 from rlcode.rlhf.sequences import ResponseBatch, response_forward, scatter_tokens
 from rlcode.rlhf.trl_compat import create_reference_model
 from rlcode.rlhf.validation import checked_inputs
@@ -47,7 +47,7 @@ class GRPOTrainer:
             raise TypeError(f"config must be a rlcode.rlhf.GRPOConfig, got {type(config).__name__}.")
         self.config = config
         set_seed(config.seed)
-        self.model = _as_value_model(model)
+        self.model = as_value_model(model)
         self.model.eval()  # dropout off in generation and in every forward of step()
         self.ref_model = self._reference(ref_model)
         self.tokenizer = tokenizer
@@ -65,13 +65,13 @@ class GRPOTrainer:
                 warnings.warn("ref_model is ignored with beta=0 (no KL term).", UserWarning, stacklevel=3)
             return None
         if ref_model is not None:
-            reference = _as_value_model(ref_model)
+            reference = as_value_model(ref_model)
             reference.eval()
             reference.requires_grad_(False)
             return reference
         if self.model.is_peft_model:
             return None  # the policy with its adapters disabled
-        return _as_value_model(create_reference_model(self.model))
+        return as_value_model(create_reference_model(self.model))
 
     def generate(self, queries: list[torch.Tensor], num_generations: int | None = None,
                  batch_size: int | None = None, **generation_kwargs: Any) -> list[torch.Tensor]:
@@ -131,7 +131,7 @@ class GRPOTrainer:
             raise ValueError(f"step() got {got} scores for {total} responses; pass one score per response.")
         queries, responses, score_tensor, _ = checked_inputs(
             queries, responses, scores, None, total, self.model.vocab_size, self.model.device,
-            max_positions=_max_positions(self.model))
+            max_positions=max_positions(self.model))
         for first in range(0, total, size):
             if any(not torch.equal(queries[first], queries[i]) for i in range(first + 1, first + size)):
                 raise ValueError(f"queries[{first}:{first + size}] differ; the G = {size} responses of a group "
@@ -208,7 +208,7 @@ class GRPOTrainer:
                 num_items_in_batch=tokens_per_step)
             if ref is not None and in_loss == 0.0:  # k1/k2: the same aggregation, added (the loss is linear in it)
                 token_kl = kl_estimate(log_probs, ref, config.kl_kind)          # [b, L-1]
-                loss = loss + config.beta * _aggregate(token_kl, rows.mask, config.loss_type, longest,
+                loss = loss + config.beta * aggregate_token_losses(token_kl, rows.mask, config.loss_type, longest,
                                                        tokens_per_step)
                 stats["kl"] = float((token_kl.detach() * rows.mask).sum() / rows.mask.sum())
         loss.backward()

@@ -71,7 +71,7 @@ def default_optimizer(parameters: list[nn.Parameter], learning_rate: float) -> t
         return torch.optim.Adam(parameters, lr=learning_rate, foreach=True)
 
 
-def _as_value_model(model: nn.Module) -> CausalLMWithValueHead:
+def as_value_model(model: nn.Module) -> CausalLMWithValueHead:
     if isinstance(model, CausalLMWithValueHead):
         return model
     output_embeddings = getattr(model, "get_output_embeddings", None)
@@ -89,7 +89,7 @@ def _as_value_model(model: nn.Module) -> CausalLMWithValueHead:
     )
 
 
-def _max_positions(model: CausalLMWithValueHead) -> int | None:
+def max_positions(model: CausalLMWithValueHead) -> int | None:
     """The longest query + response the model's position embeddings take (None: no such limit)."""
     config = model.config
     for name in ("n_positions", "max_position_embeddings"):
@@ -137,7 +137,7 @@ class PPOTrainer:
         ensure_process_group()  # under torchrun/accelerate, join the other processes (no-op alone)
         self.local_batch_size = check_divisible(config.batch_size, "PPOConfig.batch_size")
         set_seed(config.seed)
-        self.model = _as_value_model(model)
+        self.model = as_value_model(model)
         self.is_peft_model = bool(self.model.is_peft_model)
         self.is_encoder_decoder = False  # PPOConfig refuses is_encoder_decoder=True
         self.dataset = dataset
@@ -192,13 +192,13 @@ class PPOTrainer:
             if num_shared_layers is not None:
                 warnings.warn("num_shared_layers is ignored when ref_model is given: the two models share no "
                               "layers (TRL's behaviour).", UserWarning, stacklevel=3)
-            reference = _as_value_model(ref_model)
+            reference = as_value_model(ref_model)
             reference.eval()
             reference.requires_grad_(False)
             return reference
         if self.model.is_peft_model:
             return None  # the reference is the policy with its adapters disabled: no copy
-        return _as_value_model(create_reference_model(self.model, num_shared_layers))
+        return as_value_model(create_reference_model(self.model, num_shared_layers))
 
     # ------------------------------------------------------------------------------------------
     def step(
@@ -221,7 +221,7 @@ class PPOTrainer:
         start = time.time()
         queries, responses, score_tensor, response_masks = checked_inputs(
             queries, responses, scores, response_masks, self.local_batch_size, self.model.vocab_size,
-            self.model.device, distributed=world_size() > 1, max_positions=_max_positions(self.model),
+            self.model.device, distributed=world_size() > 1, max_positions=max_positions(self.model),
         )
         self._check_trained_tokens(responses, response_masks)
         moments = copy.copy(self.score_moments)  # restored if the step is refused
@@ -440,7 +440,7 @@ class PPOTrainer:
         response_masks: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """(log-probs, logits or None, values, masks), [B, T-1] each, in chunks of mini_batch_size rows."""
-        return phases.batched_forward_pass(_as_value_model(model), queries, responses, model_inputs,
+        return phases.batched_forward_pass(as_value_model(model), queries, responses, model_inputs,
                                            self.config.mini_batch_size, return_logits, response_masks)
 
     def compute_rewards(self, scores: Any, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
