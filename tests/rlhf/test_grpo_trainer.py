@@ -10,7 +10,7 @@ import torch
 
 from rlcode.configs import ConfigError
 from rlcode.rlhf import GRPOConfig, GRPOTrainer
-from rlcode.rlhf import grpo_trainer as grpo_trainer_module
+from rlcode.rlhf import ppo_trainer as ppo_trainer_module
 
 from .conftest import make_batch, make_model
 
@@ -80,7 +80,7 @@ def test_beta_zero_builds_no_reference(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("no reference copy with beta=0")
 
-    monkeypatch.setattr(grpo_trainer_module, "create_reference_model", refuse)
+    monkeypatch.setattr(ppo_trainer_module, "create_reference_model", refuse)  # reference_for makes copies
     trainer = trainer_for(beta=0.0)
     assert trainer.ref_model is None
     trainer.step(*grouped_batch(2))

@@ -122,9 +122,10 @@ def load_policy(name_or_path: str | Path, lora: bool = False, tokenizer: Any = N
     from rlcode.rlhf import CausalLMWithValueHead
     from rlcode.rlhf.loading import SMOLLM2, load_causal_lm, load_tokenizer
 
-    if str(name_or_path) != SMOLLM2:
-        _check_local_model(name_or_path)
-    tokenizer = load_tokenizer(name_or_path) if tokenizer is None else tokenizer
+    if tokenizer is None:  # run_demo checks the path and loads the tokenizer first
+        if str(name_or_path) != SMOLLM2:
+            _check_local_model(name_or_path)
+        tokenizer = load_tokenizer(name_or_path)
     model = load_causal_lm(name_or_path)
     if lora:
         from peft import get_peft_model

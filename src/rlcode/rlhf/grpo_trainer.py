@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -20,15 +19,20 @@ from torch import nn
 
 from rlcode.errors import TrainingDiverged
 from rlcode.rlhf.fast.fused import fused_activations
-from rlcode.rlhf.fast.lora import lean_lora_layers
-from rlcode.rlhf.fast.onednn import onednn_linears
 from rlcode.rlhf.group_advantages import group_advantages
 from rlcode.rlhf.group_losses import aggregate_token_losses, group_policy_loss, rloo_policy_loss
 from rlcode.rlhf.grpo_config import GRPOConfig
 from rlcode.rlhf.kl_estimators import kl_estimate
-from rlcode.rlhf.ppo_trainer import as_value_model, default_optimizer, max_positions, set_seed
+from rlcode.rlhf.ppo_trainer import (
+    as_value_model,
+    default_optimizer,
+    fast_layers,
+    max_positions,
+    reference_for,
+    set_seed,
+    special_tokens,
+)
 from rlcode.rlhf.sequences import ResponseBatch, response_forward, scatter_tokens
-from rlcode.rlhf.trl_compat import create_reference_model
 from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
@@ -51,7 +55,7 @@ class GRPOTrainer:
         self.model.eval()  # dropout off in generation and in every forward of step()
         self.ref_model = self._reference(ref_model)
         self.tokenizer = tokenizer
-        self.pad_token_id, self.eos_token_id = _special_tokens(self.model, tokenizer)
+        self.pad_token_id, self.eos_token_id = special_tokens(self.model, tokenizer)
         # right padding is never attended to; any in-vocabulary id will do
         self._padding_id = self.pad_token_id if 0 <= self.pad_token_id < self.model.vocab_size else 0
         self.parameters = [p for p in self.model.pretrained_model.parameters() if p.requires_grad]
@@ -64,14 +68,7 @@ class GRPOTrainer:
             if ref_model is not None:
                 warnings.warn("ref_model is ignored with beta=0 (no KL term).", UserWarning, stacklevel=3)
             return None
-        if ref_model is not None:
-            reference = as_value_model(ref_model)
-            reference.eval()
-            reference.requires_grad_(False)
-            return reference
-        if self.model.is_peft_model:
-            return None  # the policy with its adapters disabled
-        return as_value_model(create_reference_model(self.model))
+        return reference_for(self.model, ref_model)
 
     def generate(self, queries: list[torch.Tensor], num_generations: int | None = None,
                  batch_size: int | None = None, **generation_kwargs: Any) -> list[torch.Tensor]:
@@ -91,7 +88,7 @@ class GRPOTrainer:
         eos = generation_kwargs.pop("eos_token_id", self.eos_token_id)
         generation_kwargs.setdefault("do_sample", True)
         generation_kwargs.setdefault("top_k", 0)
-        with self._fast_linears():
+        with fast_layers(self.model, self.ref_model, self.config.onednn_linear):
             return generate_responses(self.model, repeated, pad, eos, batch_size, False, None, True,
                                       **generation_kwargs)
 
@@ -107,7 +104,7 @@ class GRPOTrainer:
         batch = ResponseBatch.pad(queries, responses, None, self._padding_id, self.model.device)
         models = [m for m in (self.model, self.ref_model) if m is not None]
         activations = fused_activations(*models) if self.config.fused_activations else nullcontext()
-        with activations, self._fast_linears(), self.model.training_forwards():
+        with activations, fast_layers(self.model, self.ref_model, self.config.onednn_linear), self.model.training_forwards():
             stats = self._step(batch, score_tensor)
         self.current_step += 1
         stats["time/total"] = time.time() - start
@@ -247,22 +244,3 @@ class GRPOTrainer:
             return self._log_probs(self.ref_model, batch, groups)
         with self.model.adapters_disabled():
             return self._log_probs(self.model, batch, groups)
-
-    @contextmanager
-    def _fast_linears(self) -> Iterator[None]:
-        """oneDNN linear layers on CPU and lean LoRA layers, as in ``PPOTrainer``."""
-        models = (self.model, self.ref_model)
-        with onednn_linears(*models) if self.config.onednn_linear else nullcontext(), lean_lora_layers(*models):
-            yield
-
-
-def _special_tokens(model: CausalLMWithValueHead, tokenizer: Any) -> tuple[int, int | None]:
-    """(pad id, eos id) from the tokenizer, else the generation config, else the model config."""
-    sources: tuple[Any, ...] = (tokenizer, getattr(model.pretrained_model, "generation_config", None), model.config)
-    eos = next((getattr(s, "eos_token_id", None) for s in sources if getattr(s, "eos_token_id", None) is not None), None)
-    if isinstance(eos, (list, tuple)):
-        eos = eos[0] if eos else None
-    pad = next((getattr(s, "pad_token_id", None) for s in sources if getattr(s, "pad_token_id", None) is not None), None)
-    if pad is None:
-        pad = eos if eos is not None else 0
-    return int(pad), (None if eos is None else int(eos))

@@ -96,7 +96,12 @@ def load_causal_lm(name_or_path: str | Path, **kwargs: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     source, extra = pretrained_source(name_or_path)
-    model = forget_gguf_quantizer(AutoModelForCausalLM.from_pretrained(source, **extra, **kwargs))
-    if "gguf_file" in extra:
-        tie_missing_output_head(model, Path(source) / extra["gguf_file"])
-    return model
+    model = AutoModelForCausalLM.from_pretrained(source, **extra, **kwargs)
+    return finish_gguf_load(model, Path(source) / extra["gguf_file"]) if "gguf_file" in extra else model
+
+
+def finish_gguf_load(model: Any, gguf_path: Path | None) -> Any:
+    """What a GGUF-loaded model needs to be an ordinary one: a saveable model (``forget_gguf_quantizer``) whose
+    head is tied when the file has none (``tie_missing_output_head``; ``gguf_path`` None: the file is not at hand)."""
+    forget_gguf_quantizer(model)
+    return model if gguf_path is None else tie_missing_output_head(model, gguf_path)

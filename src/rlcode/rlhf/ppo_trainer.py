@@ -110,6 +110,41 @@ def _check_finite(**tensors: torch.Tensor) -> None:
             )
 
 
+def special_tokens(model: CausalLMWithValueHead, tokenizer: Any) -> tuple[int, int | None]:
+    """(pad id, eos id): the tokenizer's, else the generation config's, else the model config's; pad falls back
+    to eos, then 0."""
+    sources: tuple[Any, ...] = (tokenizer, getattr(model.pretrained_model, "generation_config", None), model.config)
+    eos = next((getattr(s, "eos_token_id", None) for s in sources if getattr(s, "eos_token_id", None) is not None), None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    pad = next((getattr(s, "pad_token_id", None) for s in sources if getattr(s, "pad_token_id", None) is not None), None)
+    if pad is None:
+        pad = eos if eos is not None else 0
+    return int(pad), (None if eos is None else int(eos))
+
+
+def reference_for(model: CausalLMWithValueHead, ref_model: nn.Module | None,
+                  num_shared_layers: int | None = None) -> CausalLMWithValueHead | None:
+    """The frozen reference of a trainer: ``ref_model`` frozen, None for a PEFT policy (the policy with its
+    adapters disabled serves), else a frozen copy whose bottom ``num_shared_layers`` are the policy's own."""
+    if ref_model is not None:
+        reference = as_value_model(ref_model)
+        reference.eval()
+        reference.requires_grad_(False)
+        return reference
+    if model.is_peft_model:
+        return None
+    return as_value_model(create_reference_model(model, num_shared_layers))
+
+
+@contextmanager
+def fast_layers(model: nn.Module, ref_model: nn.Module | None, onednn: bool) -> Iterator[None]:
+    """The models' linear layers through oneDNN on CPU (``onednn``; rlcode.rlhf.fast.onednn), and plain LoRA
+    layers without peft's per-call bookkeeping (bit-identical; rlcode.rlhf.fast.lora)."""
+    with onednn_linears(model, ref_model) if onednn else nullcontext(), lean_lora_layers(model, ref_model):
+        yield
+
+
 class PPOTrainer:
     """PPO for language models with TRL 0.11.4's numerics (see ``docs`` of each phase function)."""
 
@@ -152,7 +187,7 @@ class PPOTrainer:
         if config.cpu_heap_cache and self.model.device.type == "cpu":
             keep_freed_memory()
         self.tokenizer = tokenizer
-        self.pad_token_id, self.eos_token_id = self._special_tokens(tokenizer)
+        self.pad_token_id, self.eos_token_id = special_tokens(self.model, tokenizer)
         # Right padding is never attended to; any in-vocabulary id will do when the pad id is not one.
         self._padding_id = self.pad_token_id if 0 <= self.pad_token_id < self.model.vocab_size else 0
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -188,17 +223,10 @@ class PPOTrainer:
 
     def _reference(self, ref_model: nn.Module | None, num_shared_layers: int | None) -> CausalLMWithValueHead | None:
         """The frozen reference: the given one, a copy sharing the bottom layers, or None for a PEFT policy."""
-        if ref_model is not None:
-            if num_shared_layers is not None:
-                warnings.warn("num_shared_layers is ignored when ref_model is given: the two models share no "
-                              "layers (TRL's behaviour).", UserWarning, stacklevel=3)
-            reference = as_value_model(ref_model)
-            reference.eval()
-            reference.requires_grad_(False)
-            return reference
-        if self.model.is_peft_model:
-            return None  # the reference is the policy with its adapters disabled: no copy
-        return as_value_model(create_reference_model(self.model, num_shared_layers))
+        if ref_model is not None and num_shared_layers is not None:
+            warnings.warn("num_shared_layers is ignored when ref_model is given: the two models share no "
+                          "layers (TRL's behaviour).", UserWarning, stacklevel=3)
+        return reference_for(self.model, ref_model, num_shared_layers)
 
     # ------------------------------------------------------------------------------------------
     def step(
@@ -234,7 +262,7 @@ class PPOTrainer:
         activations = fused_activations(*models) if self.config.fused_activations else nullcontext()
         try:
             # dropout off in every forward, so the first ratio is exactly 1 (see training_forwards)
-            with activations, self._fast_linears(), self.model.training_forwards():
+            with activations, fast_layers(self.model, self.ref_model, self.config.onednn_linear), self.model.training_forwards():
                 stats = self._step(batch, scores_used)
         except TrainingDiverged:
             self.score_moments = moments
@@ -412,7 +440,7 @@ class PPOTrainer:
 
         if isinstance(query_tensor, torch.Tensor) and length_sampler is not None:
             generation_kwargs["max_new_tokens"] = length_sampler()  # one draw, shared with the reference (TRL)
-        with self._fast_linears():
+        with fast_layers(self.model, self.ref_model, self.config.onednn_linear):
             responses = run(self.model)
             if not generate_ref_response:
                 return responses
@@ -420,14 +448,6 @@ class PPOTrainer:
                 return responses, run(self.ref_model)
             with self.model.adapters_disabled():
                 return responses, run(self.model)
-
-    @contextmanager
-    def _fast_linears(self) -> Iterator[None]:
-        """The models' linear layers through oneDNN on CPU (``PPOConfig.onednn_linear``; rlcode.rlhf.fast.onednn),
-        and plain LoRA layers without peft's per-call bookkeeping (bit-identical; rlcode.rlhf.fast.lora)."""
-        models = (self.model, self.ref_model)
-        with onednn_linears(*models) if self.config.onednn_linear else nullcontext(), lean_lora_layers(*models):
-            yield
 
     # TRL 0.11's phases, with its signatures and [B, T-1] shapes (rlcode.rlhf.phases) ----------------
     def prepare_model_inputs(self, queries: list[torch.Tensor], responses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -496,23 +516,6 @@ class PPOTrainer:
                             lr_scheduler=lr_scheduler)
 
     # ------------------------------------------------------------------------------------------
-    def _special_tokens(self, tokenizer: Any) -> tuple[int, int | None]:
-        config = self.model.config
-        generation = getattr(self.model.pretrained_model, "generation_config", None)
-        eos = getattr(tokenizer, "eos_token_id", None)
-        for source in (generation, config):
-            if eos is None:
-                eos = getattr(source, "eos_token_id", None)
-        if isinstance(eos, (list, tuple)):
-            eos = eos[0] if eos else None
-        pad = getattr(tokenizer, "pad_token_id", None)
-        for source in (generation, config):
-            if pad is None:
-                pad = getattr(source, "pad_token_id", None)
-        if pad is None:
-            pad = eos if eos is not None else 0
-        return int(pad), (None if eos is None else int(eos))
-
     def _broadcast_weights(self) -> None:
         """Start every process from rank 0's policy and reference weights."""
         import torch.distributed as dist

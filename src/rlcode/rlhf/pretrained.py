@@ -172,6 +172,10 @@ def load_language_model(source: Any, model_args: tuple[Any, ...], kwargs: dict[s
     if kwargs.get("gguf_file") is None:
         refuse_pickle_only(find, where)
     model = AutoModelForCausalLM.from_pretrained(source, *model_args, **kwargs)
+    if kwargs.get("gguf_file") is not None:  # saveable, and SmolLM2's tied head also on transformers 4.46
+        from rlcode.rlhf.loading import finish_gguf_load
+
+        model = finish_gguf_load(model, find(kwargs["gguf_file"]))
     return (model if peft_config is None else with_adapters(model, peft_config)), find, where
 
 
