@@ -35,3 +35,29 @@ def test_strip_cuts_after_the_first_eos_and_drops_padding():
     assert [r.tolist() for r in rows] == [[5, 6, 2], [5, 2], [7, 8, 9, 10, 11]]
     rows = _strip(generated, queries, eos, return_prompt=True)
     assert rows[1].tolist() == [1, 1, 5, 2]
+
+
+def test_inverse_cdf_sampler_draws_from_the_softmax_and_never_a_masked_token():
+    from rlcode.rlhf.generation import InverseCdfSampler
+
+    torch.manual_seed(0)
+    logits = torch.tensor([2.0, 0.5, -float("inf"), 0.0, 1.0, -1.0])
+    probs = torch.softmax(logits, -1)
+    draws = 20000
+    scores = InverseCdfSampler()(None, logits.expand(draws, -1).clone())
+    assert ((scores == 0).sum(-1) == 1).all() and (scores[:, 2] == -float("inf")).all()
+    counts = torch.bincount(scores.argmax(-1), minlength=6).double()
+    expected = probs.double() * draws
+    seen = expected > 0
+    chi_square = float((((counts - expected) ** 2)[seen] / expected[seen]).sum())
+    assert chi_square < 25.0  # 4 degrees of freedom: P(chi2 > 25) < 1e-4
+
+
+def test_inverse_cdf_sampling_replaces_only_plain_sampling():
+    from rlcode.rlhf.generation import inverse_cdf_sampling
+
+    plain = inverse_cdf_sampling({"do_sample": True, "top_k": 0, "top_p": 1.0, "max_new_tokens": 4})
+    assert plain["do_sample"] is False and plain["max_new_tokens"] == 4 and len(plain["logits_processor"]) == 1
+    for kept in ({"do_sample": True, "top_k": 50}, {"do_sample": True, "temperature": 0.7}, {"do_sample": False},
+                 {"do_sample": True, "num_beams": 2}):
+        assert inverse_cdf_sampling(kept) == kept

@@ -1,8 +1,9 @@
 """Pickle-free trainer checkpoints (``rlcode.run.checkpoints``) from which ``step()`` resumes exactly.
 
 Holds the policy with its value head (and, for a PEFT policy, its adapter configs), the reference model
-(none for a PEFT policy), the optimizer, the KL coefficient, the
-running score moments, the step counter and the python/numpy/torch RNG states.
+(none for a PEFT policy or with GRPO's beta = 0), the optimizer and learning-rate scheduler, PPO's KL
+coefficient and running score moments, the step counter and the python/numpy/torch RNG states.
+``PPOTrainer`` and ``GRPOTrainer`` share it; each reads only checkpoints of its own kind.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
     model = trainer.model
     checkpoint = Checkpoint(
         config={
-            "ppo": config_to_dict(trainer.config),
+            trainer.checkpoint_name: config_to_dict(trainer.config),  # "ppo" or "grpo": which trainer loads it
             "model": model.config.to_dict(),
             "model_class": type(model).__name__,
             "summary_dropout_prob": model.summary_dropout_prob,
@@ -70,8 +71,9 @@ def save_trainer(trainer: Any, directory: str | Path) -> Path:
         },
         state={
             "step": trainer.current_step,
-            "kl_controller": trainer.kl_controller.state_dict(),
-            "score_moments": trainer.score_moments.state_dict(),
+            # PPO's adaptive KL coefficient and running score moments (GRPO has neither)
+            **{name: getattr(trainer, name).state_dict() for name in ("kl_controller", "score_moments")
+               if hasattr(trainer, name)},
             "optimizer": optimizer_meta,
             "rng": rng_json,
             "lr_scheduler": _scheduler_state(trainer.lr_scheduler),
@@ -118,7 +120,7 @@ def _model_from_config(data: dict[str, Any], dropout: float, attention: str | No
     return cls(lm, summary_dropout_prob=dropout)
 
 
-def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
+def load_trainer(cls: type[Any], directory: str | Path, model: nn.Module | None = None, ref_model: nn.Module | None = None,
                  tokenizer: Any = None, optimizer: torch.optim.Optimizer | None = None,
                  lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Any:
     """Rebuild the trainer, then restore weights, optimizer, controller, moments and RNG states.
@@ -126,11 +128,14 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
     A PEFT checkpoint (no reference weights: the reference is the policy with its adapters disabled) is
     rebuilt from the saved adapter configs when no model is given; a given model must carry the same adapters.
     """
-    from rlcode.rlhf.config import PPOConfig
     from rlcode.rlhf.value_head import CausalLMWithValueHead
 
     checkpoint = load_checkpoint(directory, framework="torch")
-    config = config_from_dict(PPOConfig, checkpoint.config["ppo"], source=str(directory))
+    if cls.checkpoint_name not in checkpoint.config:
+        saved_by = next((name for name in ("ppo", "grpo") if name in checkpoint.config), "another program")
+        raise ValueError(f"{directory} holds a {saved_by} checkpoint; load it with the trainer that saved it, "
+                         f"not {cls.__name__}.load.")
+    config = config_from_dict(cls.config_class, checkpoint.config[cls.checkpoint_name], source=str(directory))
     dropout = checkpoint.config["summary_dropout_prob"]
     attention = checkpoint.config.get("attn_implementation")
     adapters = checkpoint.config.get("peft")
@@ -172,8 +177,9 @@ def load_trainer(cls: type, directory: str | Path, model: nn.Module | None = Non
         lr_scheduler.load_state_dict({**lr_scheduler.state_dict(), **scheduler_state})
     # load_state_dict moves each state tensor to its parameter's device (and keeps Adam's step as it wants)
     optimizer_from_checkpoint(trainer.optimizer, checkpoint.tensors.get("optimizer", {}), checkpoint.state["optimizer"])
-    trainer.kl_controller.load_state_dict(checkpoint.state["kl_controller"])
-    trainer.score_moments.load_state_dict(checkpoint.state["score_moments"])
+    for name in ("kl_controller", "score_moments"):
+        if hasattr(trainer, name):
+            getattr(trainer, name).load_state_dict(checkpoint.state[name])
     trainer.current_step = int(checkpoint.state["step"])
     rng_tensors = checkpoint.tensors.get("rng", {})
     restore_rng_state(checkpoint.state["rng"], rng_tensors)

@@ -50,6 +50,13 @@ from rlcode.rlhf.validation import checked_inputs
 from rlcode.rlhf.value_head import CausalLMWithValueHead
 
 
+def check_scheduler(lr_scheduler: Any) -> None:
+    """A trainer's ``lr_scheduler`` must be None or a torch scheduler (stepped once per ``step()``)."""
+    if lr_scheduler is not None and not isinstance(lr_scheduler, torch.optim.lr_scheduler.LRScheduler):
+        raise ValueError(f"lr_scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
+                         f"{type(lr_scheduler).__name__}.")
+
+
 def set_seed(seed: int) -> None:
     """Seed python, numpy's global RNG (the minibatch order) and torch, like TRL's ``set_seed``."""
     random.seed(seed)
@@ -148,6 +155,9 @@ def fast_layers(model: nn.Module, ref_model: nn.Module | None, onednn: bool) -> 
 class PPOTrainer:
     """PPO for language models with TRL 0.11.4's numerics (see ``docs`` of each phase function)."""
 
+    config_class = PPOConfig
+    checkpoint_name = "ppo"  # the key of the config in save()'s checkpoint
+
     def __init__(
         self,
         config: PPOConfig,
@@ -165,9 +175,7 @@ class PPOTrainer:
         PEFT model, the policy with its adapters disabled. ``dataset`` gives ``self.dataloader``."""
         if not isinstance(config, PPOConfig):
             raise TypeError(f"config must be a rlcode.rlhf.PPOConfig, got {type(config).__name__}.")
-        if lr_scheduler is not None and not isinstance(lr_scheduler, torch.optim.lr_scheduler.LRScheduler):
-            raise ValueError(f"lr_scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
-                             f"{type(lr_scheduler).__name__}.")
+        check_scheduler(lr_scheduler)
         self.config = config
         ensure_process_group()  # under torchrun/accelerate, join the other processes (no-op alone)
         self.local_batch_size = check_divisible(config.batch_size, "PPOConfig.batch_size")

@@ -1,4 +1,5 @@
-"""``PPOConfig.log_with`` onto rlcode's ``MetricsLogger``, and what ``PPOTrainer.log_stats`` writes.
+"""``PPOConfig.log_with`` (and ``GRPOConfig.report_to``) onto rlcode's ``MetricsLogger``, and what
+``PPOTrainer.log_stats`` writes.
 
 Where: ``<project_kwargs["logging_dir"]>/<tracker_project_name>`` (accelerate's TensorBoard layout),
 else a new ``runs/ppo-<exp_name>-seed<seed>-<time>-<random>``. "tensorboard" writes event files
@@ -37,12 +38,19 @@ def make_logger(config: PPOConfig) -> MetricsLogger | None:
     """The logger for ``log_with``; None when it is None (TRL logs nowhere then)."""
     if config.log_with is None:
         return None
-    wandb = config.log_with == "wandb"
+    return open_logger(config.log_with, log_directory(config), config.tracker_project_name,
+                       {"trl_ppo_trainer_config": config.to_dict()}, config.tracker_kwargs.get("wandb"))
+
+
+def open_logger(backend: str, directory: Path, project: str, run_config: dict[str, Any],
+                wandb_kwargs: dict[str, Any] | None) -> MetricsLogger:
+    """A ``MetricsLogger`` in ``directory`` for "jsonl" (metrics.jsonl only), "tensorboard" (and event
+    files) or "wandb" (and a run in ``project`` whose config is ``run_config``)."""
+    wandb = backend == "wandb"
     return MetricsLogger(
-        log_directory(config), quiet=True, progress_bar=False, tensorboard=config.log_with == "tensorboard",
-        wandb_project=config.tracker_project_name if wandb else None,
-        config={"trl_ppo_trainer_config": config.to_dict()} if wandb else None,
-        wandb_kwargs=config.tracker_kwargs.get("wandb") if wandb else None,
+        directory, quiet=True, progress_bar=False, tensorboard=backend == "tensorboard",
+        wandb_project=project if wandb else None, config=run_config if wandb else None,
+        wandb_kwargs=wandb_kwargs if wandb else None,
     )
 
 

@@ -178,7 +178,7 @@ def ppo_update(
             counts.append(token_count)
             keeps.append(keep)
             if (start // config.mini_batch_size + 1) % accumulation == 0:
-                _optimizer_step(optimizer, parameters, config.max_grad_norm)
+                optimizer_step(optimizer, parameters, config.max_grad_norm)
         # TRL checks only the last minibatch's policy KL, once per epoch.
         if config.early_stopping:
             policy_kl = all_reduce_sum(-tokens[-1][LOG_RATIO].sum()) / counts[-1]
@@ -190,8 +190,12 @@ def ppo_update(
     return UpdateResult(stats, ratios, advantages, int(len(keeps) - keep_all.sum()))
 
 
-def _optimizer_step(optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter], max_norm: float | None) -> None:
-    """Sum gradients over processes, clip (every step, unlike TRL 0.11), step, and clear."""
+def optimizer_step(optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter], max_norm: float | None,
+                   advice: str = "Lower the learning rate, scale the scores down or set PPOConfig.score_clip.",
+                   ) -> float:
+    """Sum gradients over processes, clip (every step, unlike TRL 0.11), step, and clear; returns the norm.
+
+    Shared by PPOTrainer and GRPOTrainer; ``advice`` ends the error a non-finite norm raises."""
     if is_distributed():
         for parameter in parameters:  # a process may have held no rows of this backward batch
             if parameter.grad is None:
@@ -203,8 +207,8 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, parameters: list[torch.nn.
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(
             f"step() stopped: the gradient norm is {float(norm)}; this optimizer step was not applied, so the "
-            "weights stay finite (earlier minibatches of this step() were applied). Lower the learning rate, "
-            "scale the scores down or set PPOConfig.score_clip."
+            f"weights stay finite (earlier minibatches of this step() were applied). {advice}"
         )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return float(norm)
