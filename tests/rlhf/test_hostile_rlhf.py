@@ -11,7 +11,7 @@ import torch
 from rlcode.configs import ConfigError
 from rlcode.errors import TrainingDiverged
 from rlcode.rlhf import PPOConfig, PPOTrainer
-from rlcode.rlhf.update import _optimizer_step
+from rlcode.rlhf.update import optimizer_step
 
 from .conftest import make_batch, make_model
 
@@ -91,12 +91,12 @@ def test_a_non_finite_gradient_never_reaches_the_weights(bad: float, max_norm: f
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     parameters = list(model.parameters())
     model(torch.ones(1, 3)).sum().backward()
-    _optimizer_step(optimizer, parameters, max_norm)  # one good step, so Adam has state to protect
+    optimizer_step(optimizer, parameters, max_norm)  # one good step, so Adam has state to protect
     weights = [p.detach().clone() for p in parameters]
     state = copy.deepcopy(optimizer.state_dict())
     (model(torch.ones(1, 3)).sum() * bad).backward()
     with pytest.raises(TrainingDiverged, match="gradient norm is .*not applied"):
-        _optimizer_step(optimizer, parameters, max_norm)
+        optimizer_step(optimizer, parameters, max_norm)
     assert all(torch.equal(a, b) for a, b in zip(weights, parameters))
     assert str(state) == str(optimizer.state_dict())
     assert all(p.grad is None for p in parameters)  # the bad gradient does not leak into the next step

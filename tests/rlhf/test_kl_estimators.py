@@ -89,6 +89,25 @@ def test_k2_estimates_half_the_second_moment_of_the_log_ratio(next_token_logits,
         assert (estimate.mean(dim=1) - exact_kl(logits, ref_logits) > 10 * standard_error).all()
 
 
+@pytest.mark.parametrize("scale", [NEAR, FAR])
+def test_ppo_reward_kl_penalties_against_the_exact_kl(next_token_logits, scale):
+    """PPOTrainer's per-token reward KL (``kl_penalty``): "kl" is k1 (unbiased), "mse" is k2, "abs" is
+    biased upward (E|log r| >= |E log r|), "full" is the exact KL itself."""
+    from rlcode.rlhf.kl import kl_penalty
+
+    logits, ref_logits = next_token_logits[scale]
+    exact = exact_kl(logits, ref_logits)                                       # [N]
+    log_p, log_q = _sampled(logits, ref_logits)
+    penalty = {kind: kl_penalty(log_p, log_q, kind) for kind in ("kl", "abs", "mse")}
+    error = {kind: value.std(dim=1) / math.sqrt(SAMPLES) for kind, value in penalty.items()}
+    assert ((penalty["kl"].mean(dim=1) - exact).abs() < 4 * error["kl"]).all()
+    assert torch.equal(penalty["kl"], kl_estimate(log_p, log_q, "k1"))
+    torch.testing.assert_close(penalty["mse"], kl_estimate(log_p, log_q, "k2"), rtol=1e-12, atol=0)
+    assert (penalty["abs"].mean(dim=1) - exact > 4 * error["abs"]).all()
+    full = kl_penalty(torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1), "full")
+    torch.testing.assert_close(full, exact, rtol=1e-10, atol=1e-12)
+
+
 def test_signs_and_variance_ordering(next_token_logits):
     logits, ref_logits = next_token_logits[NEAR]
     log_p, log_q = _sampled(logits, ref_logits)

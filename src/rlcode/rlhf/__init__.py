@@ -23,7 +23,8 @@ def require_lm() -> ModuleType:
 _WHERE = {
     "PPOConfig": "config",
     "generate_responses": "generation",
-    "GRPOConfig": "grpo_config", "GRPOTrainer": "grpo_trainer",
+    "GRPOConfig": "grpo_config", "GRPOTrainer": "grpo_trainer", "RLOOConfig": "grpo_config",
+    "RLOOTrainer": "grpo_trainer",
     "group_advantages": "group_advantages", "group_policy_loss": "group_losses",
     "rloo_policy_loss": "group_losses",
     "exact_kl": "kl_estimators", "kl_estimate": "kl_estimators",

@@ -23,6 +23,9 @@ class GRPOConfig:
     per-token loss ``group_policy_loss`` aggregated by ``loss_type``, and β·KL estimate in the loss.
     "rloo": leave-one-out advantages, ``rloo_policy_loss`` (one clipped weight per sequence from the
     summed log-ratio), and β·Σ_t KL estimate subtracted from each sequence's reward (TRL 1.16's RLOO).
+    ``kl_in_reward`` moves the KL of either algorithm to the other place: in the reward, the gradient
+    is that of the sequence-level objective E[r] − β·KL(π‖π_ref), whose maximiser is π ∝ π_ref·exp(r/β);
+    in the loss, each token's KL is pulled down without accounting for the later tokens it changes.
     """
 
     algorithm: Algorithm = doc_field("grpo", "'grpo' or 'rloo': the advantages, loss and place of the KL")
@@ -31,6 +34,12 @@ class GRPOConfig:
     beta: float = doc_field(0.0, "KL coefficient; 0 builds no reference model at all")
     kl_estimator: Literal["k1", "k2", "k3"] | None = doc_field(
         None, "per-token KL estimate: None is k3 in the loss for grpo, k1 in the reward for rloo (TRL 1.16)")
+    kl_in_reward: bool | None = doc_field(
+        None, "True: subtract beta * the sequence's summed KL estimate from its score before the advantages; "
+              "False: beta * KL in the loss (None: False for grpo, True for rloo, as in TRL 1.16)")
+    use_bias_correction_kl: bool = doc_field(
+        True, "grpo's in-loss k3 times the importance weight (TRL 1.16's default; its gradient is then that of "
+        "KL(pi || ref), see kl_estimators)")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = doc_field("dapo", "grpo's loss aggregation")
     epsilon: float = doc_field(0.2, "lower clip range of the importance weight")
     epsilon_high: float | None = doc_field(None, "upper clip range (None: epsilon; DAPO uses 0.28)")
@@ -46,6 +55,12 @@ class GRPOConfig:
     max_completion_length: int | None = doc_field(
         None, "dr_grpo's normaliser (None: the batch's longest response)")
     seed: int = doc_field(0, "seeds python, numpy (minibatch order) and torch at construction")
+    report_to: Literal["jsonl", "tensorboard", "wandb"] | None = doc_field(
+        None, "where step() writes its statistics every step (None: nowhere); metrics.jsonl always")
+    logging_dir: str | None = doc_field(
+        None, "the run directory of report_to (None: a new runs/grpo-<algorithm>-seed<seed>-<time>-<random>)")
+    log_completions: bool = doc_field(
+        False, "with report_to and a tokenizer: also a table of each step's prompts, completions and scores")
     onednn_linear: bool = doc_field(True, "linear layers through oneDNN on CPU (rlcode.rlhf.fast.onednn)")
     fused_activations: bool = doc_field(True, "the model's tanh-GELU as one fused kernel inside step()")
 
@@ -56,6 +71,14 @@ class GRPOConfig:
         check_choice(self, "loss_type", ("grpo", "bnpo", "dr_grpo", "dapo"))
         check_choice(self, "importance_sampling_level", ("token", "sequence"))
         check_choice(self, "estimator", (None, "grpo", "dr_grpo", "reinforce_pp"))
+        check_choice(self, "report_to", (None, "jsonl", "tensorboard", "wandb"))
+        if self.logging_dir is not None and not isinstance(self.logging_dir, str):
+            fail(name, "logging_dir", self.logging_dir, "a folder path (str) or None")
+        if self.kl_in_reward is not None and not isinstance(self.kl_in_reward, bool):
+            fail(name, "kl_in_reward", self.kl_in_reward, "True, False or None")
+        for flag in ("use_bias_correction_kl", "log_completions", "onednn_linear", "fused_activations"):
+            if not isinstance(getattr(self, flag), bool):
+                fail(name, flag, getattr(self, flag), "True or False")
         if self.algorithm == "rloo" and self.estimator is not None:
             fail(name, "estimator", self.estimator, "None for algorithm='rloo'",
                  "RLOO's advantages are always leave-one-out; leave estimator unset")
@@ -97,6 +120,11 @@ class GRPOConfig:
             return self.kl_estimator
         return "k1" if self.algorithm == "rloo" else "k3"
 
+    @property
+    def reward_kl(self) -> bool:
+        """``kl_in_reward`` with the algorithm's default filled in (TRL 1.16: loss for GRPO, reward for RLOO)."""
+        return self.algorithm == "rloo" if self.kl_in_reward is None else self.kl_in_reward
+
 
 def _check_count(config: GRPOConfig, field_name: str, optional: bool) -> None:
     value = getattr(config, field_name)
@@ -104,3 +132,10 @@ def _check_count(config: GRPOConfig, field_name: str, optional: bool) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         fail(type(config).__name__, field_name, value, "a whole number >= 1" + (" or None" if optional else ""))
+
+
+@dataclass(frozen=True)
+class RLOOConfig(GRPOConfig):
+    """``GRPOConfig`` with ``algorithm="rloo"`` by default: the name TRL 1.16 users look for."""
+
+    algorithm: Algorithm = doc_field("rloo", "'rloo' (the default here) or 'grpo'")
