@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlcode.cli.app import main
-from rlcode.rlhf import PPOTrainer
+from rlcode.rlhf import GRPOTrainer, PPOTrainer
 from rlcode.rlhf.demo import load_policy, run_demo
 from rlcode.rlhf.synthetic import NEGATIVE, POSITIVE, build_tokenizer, corpus, sentiment_reward
 
@@ -59,9 +59,35 @@ def test_cli_demo_loads_any_saved_model_and_saves_a_resumable_trainer(demo_run, 
     assert trainer.current_step == 2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm,rise", [("grpo", 1.5), ("rloo", 1.0)])
+def test_grpo_and_rloo_demos_raise_the_reward(demo_run, tmp_path, algorithm, rise):
+    rows = run_demo(out=tmp_path, model=str(demo_run[0] / "pretrained"), task="synthetic", algorithm=algorithm,
+                    quiet=True)
+    first, last = rows[0]["reward"], sum(row["reward"] for row in rows[-3:]) / 3
+    assert last > first + rise, [round(row["reward"], 2) for row in rows]
+    assert set(rows[0]) == {"step", "reward", "kl", "beta", "policy_loss", "reward_std", "seconds"}
+
+
+@pytest.mark.slow
+def test_cli_grpo_demo_saves_a_grpo_trainer(demo_run, tmp_path, capsys):
+    pretrained = demo_run[0] / "pretrained"
+    code = main(["rlhf-demo", "--algorithm", "rloo", "--model", str(pretrained), "--out", str(tmp_path), "--steps",
+                 "2", "--batch-size", "8", "--mini-batch-size", "4", "--response-length", "4"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "RLOO on" in printed and "2 prompts x 4" in printed and "trainer saved" in printed
+    policy, tokenizer = load_policy(pretrained)
+    trainer = GRPOTrainer.load(tmp_path / "trainer", model=policy, tokenizer=tokenizer)
+    assert trainer.current_step == 2 and trainer.config.algorithm == "rloo"
+
+
 def test_cli_rejects_bad_arguments(capsys):
     assert main(["rlhf-demo", "--steps", "0"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+    assert main(["rlhf-demo", "--algorithm", "grpo", "--batch-size", "6"]) == 2
+    error = capsys.readouterr().err
+    assert "multiple of 4" in error and len(error.strip().splitlines()) == 1
 
 
 def test_saved_pretrained_directory_names_a_tokenizer_class_every_transformers_has(tmp_path):

@@ -1,4 +1,4 @@
-"""End-to-end RLHF: a causal LM, sampled responses, a Python reward, PPO until the reward rises.
+"""End-to-end RLHF: a causal LM, sampled responses, a Python reward, PPO (or GRPO, RLOO) until the reward rises.
 
 Two tasks share one loop:
 
@@ -74,19 +74,51 @@ class Preset:
     learning_rate: float
     init_kl_coef: float
     steps: int
+    group_learning_rates: tuple[float, float]  # GRPO's and RLOO's (their advantages are scaled differently)
+
+    def rate(self, algorithm: str) -> float:
+        """The learning rate of ``algorithm`` ("ppo", "grpo" or "rloo") on this task."""
+        return {"grpo": self.group_learning_rates[0], "rloo": self.group_learning_rates[1]}.get(algorithm,
+                                                                                                 self.learning_rate)
 
 
 PRESETS = {
     "synthetic": Preset(batch_size=32, mini_batch_size=8, response_length=10, learning_rate=3e-4, init_kl_coef=0.2,
-                        steps=20),
+                        steps=20, group_learning_rates=(1e-3, 3e-4)),
     "chat": Preset(batch_size=16, mini_batch_size=8, response_length=24, learning_rate=1e-3, init_kl_coef=0.2,
-                   steps=12),
+                   steps=12, group_learning_rates=(1e-3, 1e-3)),
 }
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj",
                 "c_fc", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
 
 
 COLUMNS = ("step", "reward", "kl", "kl_coef", "policy_loss", "value_loss", "seconds")
+GROUP_COLUMNS = ("step", "reward", "kl", "beta", "policy_loss", "reward_std", "seconds")  # GRPO and RLOO
+ALGORITHMS = ("ppo", "grpo", "rloo")
+NUM_GENERATIONS = 4  # G of the demo's GRPO and RLOO: batch_size / G prompts per step
+
+
+def _trainer(algorithm: str, policy: Any, tokenizer: Any, batch_size: int, mini_batch_size: int,
+             learning_rate: float, kl_coef: float, seed: int) -> Any:
+    """PPOTrainer, or GRPOTrainer for "grpo"/"rloo" (β = ``kl_coef``; the reference is only built for β > 0)."""
+    from rlcode.rlhf import GRPOConfig, GRPOTrainer, PPOConfig, PPOTrainer
+
+    if algorithm == "ppo":
+        config = PPOConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
+                           init_kl_coef=kl_coef, seed=seed)
+        return PPOTrainer(config, policy, tokenizer=tokenizer)
+    group_config = GRPOConfig(algorithm=algorithm, num_generations=NUM_GENERATIONS, learning_rate=learning_rate,
+                              beta=kl_coef, mini_batch_size=mini_batch_size, seed=seed)
+    return GRPOTrainer(group_config, policy, tokenizer=tokenizer)
+
+
+def _step_columns(algorithm: str, trainer: Any, stats: dict[str, Any]) -> dict[str, float]:
+    """The table's per-algorithm columns from one step()'s statistics."""
+    if algorithm == "ppo":
+        return {"kl": float(stats["objective/kl"]), "kl_coef": float(stats["objective/kl_coef"]),
+                "policy_loss": float(stats["ppo/loss/policy"]), "value_loss": float(stats["ppo/loss/value"])}
+    return {"kl": float(stats.get("kl", 0.0)), "beta": trainer.config.beta,
+            "policy_loss": float(stats["policy_loss"]), "reward_std": float(stats["reward_std"])}
 
 
 def _check_local_model(name_or_path: str | Path) -> None:
@@ -162,18 +194,27 @@ def run_demo(
     stream: TextIO | None = None,
     lora: bool | None = None,
     task: str | None = None,
+    algorithm: str = "ppo",
 ) -> list[dict[str, float]]:
-    """Run the demo; returns one row per PPO step (the columns of ``COLUMNS``) and saves the trainer.
+    """Run the demo; returns one row per step (the columns of ``COLUMNS``, or ``GROUP_COLUMNS`` for GRPO
+    and RLOO) and saves the trainer.
 
-    ``task`` is "synthetic" or "chat" (default: chat when the tokenizer has a chat template);
-    ``lora`` defaults to True for a given model, False for the synthetic one. Settings left None take
-    the task's ``PRESETS``.
+    ``algorithm`` is "ppo" (PPOTrainer), "grpo" or "rloo" (GRPOTrainer with G = ``NUM_GENERATIONS``
+    completions of each of batch_size / G prompts, β = ``init_kl_coef``). ``task`` is "synthetic" or
+    "chat" (default: chat when the tokenizer has a chat template); ``lora`` defaults to True for a
+    given model, False for the synthetic one. Settings left None take the task's ``PRESETS``.
     """
-    from rlcode.rlhf import PPOConfig, PPOTrainer, set_seed
+    from rlcode.rlhf import set_seed
     from rlcode.run.metrics import MetricsLogger
 
     if task is not None and task not in PRESETS:
         raise ConfigError(f"task={task!r} is not one of {', '.join(PRESETS)}; pick one or leave it unset.")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm={algorithm!r} is not one of {', '.join(ALGORITHMS)}.")
+    if algorithm != "ppo" and batch_size is not None and (batch_size < NUM_GENERATIONS
+                                                         or batch_size % NUM_GENERATIONS):
+        raise ConfigError(f"batch_size={batch_size} must be a multiple of {NUM_GENERATIONS} for {algorithm}: "
+                          f"each prompt gets G = {NUM_GENERATIONS} completions.")
     out = Path(out)
     say = (lambda *_: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))
     if model is None:
@@ -201,15 +242,15 @@ def run_demo(
     batch_size = preset.batch_size if batch_size is None else batch_size
     mini_batch_size = preset.mini_batch_size if mini_batch_size is None else mini_batch_size
     response_length = preset.response_length if response_length is None else response_length
-    learning_rate = preset.learning_rate if learning_rate is None else learning_rate
+    learning_rate = preset.rate(algorithm) if learning_rate is None else learning_rate
     init_kl_coef = preset.init_kl_coef if init_kl_coef is None else init_kl_coef
-    trained = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    loaded = time.perf_counter() - started
+    trainer = _trainer(algorithm, policy, tokenizer, batch_size, mini_batch_size, learning_rate, init_kl_coef, seed)
+    trained = sum(p.numel() for group in trainer.optimizer.param_groups for p in group["params"])
     total = sum(p.numel() for p in policy.parameters())
-    say(f"loaded '{model}' in {time.perf_counter() - started:.1f} s: {total / 1e6:.1f} M parameters, "
-        f"{trained / 1e6:.2f} M trained{' (LoRA adapters and value head)' if policy.is_peft_model else ''}")
-    config = PPOConfig(batch_size=batch_size, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
-                       init_kl_coef=init_kl_coef, seed=seed)
-    trainer = PPOTrainer(config, policy, tokenizer=tokenizer)
+    which = "LoRA adapters" + (" and value head" if algorithm == "ppo" else "")  # GRPO has no value head
+    say(f"loaded '{model}' in {loaded:.1f} s: {total / 1e6:.1f} M parameters, "
+        f"{trained / 1e6:.2f} M trained{f' ({which})' if policy.is_peft_model else ''}")
     sample: dict[str, Any] = dict(max_new_tokens=response_length, do_sample=True, top_k=0, top_p=1.0)
     prompt_rng = random.Random(seed)
     if task == "chat":
@@ -222,25 +263,33 @@ def run_demo(
         encoded = {p: torch.tensor(tokenizer(p)["input_ids"]) for p in prompts}
     logger = MetricsLogger(run_dir=out, total_steps=steps, quiet=True)
 
-    say(f"PPO on '{model}': batch {batch_size}, {response_length} new tokens, reward = {reward_function.__name__}")
-    say(f"{'step':>4} {'reward':>8} {'kl':>8} {'kl_coef':>8} {'pg_loss':>8} {'vf_loss':>8} {'seconds':>8}")
+    columns = COLUMNS if algorithm == "ppo" else GROUP_COLUMNS
+    say(f"{algorithm.upper()} on '{model}': batch {batch_size}"
+        f"{'' if algorithm == 'ppo' else f' ({batch_size // NUM_GENERATIONS} prompts x {NUM_GENERATIONS})'}, "
+        f"{response_length} new tokens, reward = {reward_function.__name__}")
+    say(" ".join(f"{name[:8]:>8}" if name != "step" else f"{name:>4}" for name in columns))
     rows = []
     for step in range(1, steps + 1):
         started = time.perf_counter()
-        batch = [prompt_rng.choice(prompts) for _ in range(batch_size)]
-        queries = [encoded[p] for p in batch]
-        responses = trainer.generate(queries, return_prompt=False, batch_size=len(queries), **sample)
-        texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        texts = [t.strip() for t in texts]
+        if algorithm == "ppo":
+            batch = [prompt_rng.choice(prompts) for _ in range(batch_size)]
+            queries = [encoded[p] for p in batch]
+            responses = trainer.generate(queries, return_prompt=False, batch_size=len(queries), **sample)
+        else:
+            batch = [prompt_rng.choice(prompts) for _ in range(batch_size // NUM_GENERATIONS)]
+            queries = [encoded[p] for p in batch]
+            responses = trainer.generate(queries, batch_size=batch_size, **sample)
+            batch = [p for p in batch for _ in range(NUM_GENERATIONS)]
+        texts = [t.strip() for t in tokenizer.batch_decode(responses, skip_special_tokens=True)]
         scores = [float(reward_function(t)) for t in texts]
         stats = trainer.step(queries, responses, scores)
-        row = dict(zip(COLUMNS, (step, sum(scores) / len(scores), float(stats["objective/kl"]),
-                                 float(stats["objective/kl_coef"]), float(stats["ppo/loss/policy"]),
-                                 float(stats["ppo/loss/value"]), time.perf_counter() - started)))
+        row = {"step": step, "reward": sum(scores) / len(scores), **_step_columns(algorithm, trainer, stats),
+               "seconds": time.perf_counter() - started}
         rows.append(row)
         logger.log(step, {k: v for k, v in row.items() if k != "step"})
-        say(f"{step:>4} {row['reward']:>8.3f} {row['kl']:>8.3f} {row['kl_coef']:>8.4f} {row['policy_loss']:>8.4f} "
-            f"{row['value_loss']:>8.4f} {row['seconds']:>8.2f}")
+        say(f"{step:>4} " + " ".join(f"{row[name]:>8.4f}" if name in ("kl_coef", "beta", "policy_loss",
+                                                                     "value_loss") else f"{row[name]:>8.3f}"
+                                      for name in columns[1:-1]) + f" {row['seconds']:>8.2f}")
         if step == 1 or step == steps:
             say(f"     e.g. '{batch[0]}' -> '{texts[0]}'")
     saved = trainer.save(out / "trainer")
