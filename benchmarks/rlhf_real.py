@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from sides import run_meta, run_side  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 MAIN_PYTHON = sys.executable
@@ -129,10 +129,7 @@ def run_process(python: str, framework: str, mode: str, workdir: Path, args: arg
     command = [python, __file__, "--side", framework, "--mode", mode, "--workdir", str(workdir),
                "--warmup", str(args.warmup), "--iterations", str(args.iterations), "--threads", str(args.threads)]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(command, capture_output=True, text=True, env=environment)
-    if result.returncode != 0:
-        raise RuntimeError(f"{framework} {mode} side failed:\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_side(command, f"{framework} {mode}", environment)
 
 
 def write_reward_module(workdir: Path) -> None:
@@ -203,9 +200,7 @@ def main() -> int:
           f"load average at start {start_load:.2f}, at end {os.getloadavg()[0]:.2f}")
     print_table(rows)
     if args.out:
-        meta = {"machine": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                "torch": torch.__version__, "load_average_start": start_load, "load_average_end": os.getloadavg(),
-                "iterations": args.iterations, "warmup": args.warmup}
+        meta = run_meta(start_load, iterations=args.iterations, warmup=args.warmup)
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from sides import run_meta, run_side  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 MAIN_PYTHON = sys.executable
@@ -162,10 +162,7 @@ def run_process(python: str, framework: str, workdir: Path, warmup: int, steps: 
                 cpu_heap_cache: str = "on") -> dict:
     command = [python, __file__, "--side", framework, "--workdir", str(workdir), "--warmup", str(warmup),
                "--steps", str(steps), "--threads", str(threads), "--cpu-heap-cache", cpu_heap_cache]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{framework} side failed:\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_side(command, framework)
 
 
 def numerics(workdir: Path, trl: dict, ours: dict) -> dict:
@@ -230,8 +227,7 @@ def main() -> int:
           f"load average at start {start_load:.2f}, at end {os.getloadavg()[0]:.2f}")
     print_table(rows)
     if args.out:
-        meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                "load_average_start": start_load, "load_average_end": os.getloadavg(), "steps": args.steps, "warmup": args.warmup}
+        meta = run_meta(start_load, steps=args.steps, warmup=args.warmup)
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
